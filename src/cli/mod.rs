@@ -1,0 +1,91 @@
+//! Command-line interface: subcommands and their glue to the library.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::inspect::{inspect_bytes, Transport};
+use crate::sip::Limits;
+
+/// ocedge: SIP-aware carrier edge gateway for Microsoft Teams Operator Connect.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse SIP messages and print, per message, one JSON line with the parser's verdict and
+    /// the proxy's stateless decision.
+    Inspect {
+        /// How to read each file: one datagram (udp) or a byte stream of messages (tcp).
+        #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
+        transport: TransportArg,
+        /// Files to read; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `--transport` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// One file, one datagram.
+    Udp,
+    /// One file, one stream.
+    Tcp,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Inspect { transport, files } => inspect(transport, &files),
+    }
+}
+
+fn inspect(transport: TransportArg, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let transport = match transport {
+        TransportArg::Udp => Transport::Udp,
+        TransportArg::Tcp => Transport::Tcp,
+    };
+    let limits = Limits::default();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut all_read = true;
+    for path in files {
+        let name = path.display().to_string();
+        let data = if name == "-" {
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .context("reading standard input")
+                .map(|_| v)
+        } else {
+            std::fs::read(path).with_context(|| format!("reading {name}"))
+        };
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("ocedge: {e:#}");
+                all_read = false;
+                continue;
+            }
+        };
+        for report in inspect_bytes(&name, &data, transport, &limits) {
+            serde_json::to_writer(&mut out, &report)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(if all_read {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
