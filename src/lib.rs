@@ -4,11 +4,13 @@
 //!
 //! - [`sip`]: zero-copy SIP parser, URIs and E.164 numbers, stream framing, message editor and
 //!   the stateless first look a proxy takes at every message. Pure: no I/O, no clock.
+//! - [`config`]: the strict TOML configuration (`config/ocedge.toml`).
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod inspect;
 pub mod sip;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::Config;
 use crate::inspect::{inspect_bytes, Transport};
 use crate::sip::Limits;
 
@@ -28,9 +29,19 @@ pub enum Command {
         /// How to read each file: one datagram (udp) or a byte stream of messages (tcp).
         #[arg(long, value_enum, default_value_t = TransportArg::Udp)]
         transport: TransportArg,
+        /// Take the size limits from this configuration file instead of the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Files to read; `-` reads standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Check a configuration file: print every error with its key path and exit non-zero
+    /// when there is any.
+    CheckConfig {
+        /// The file to check.
+        #[arg(long, default_value = "config/ocedge.toml")]
+        config: PathBuf,
     },
 }
 
@@ -46,16 +57,39 @@ pub enum TransportArg {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Inspect { transport, files } => inspect(transport, &files),
+        Command::Inspect {
+            transport,
+            config,
+            files,
+        } => {
+            let limits = match config {
+                Some(path) => Config::load(&path)?.limits,
+                None => Limits::default(),
+            };
+            inspect(transport, &limits, &files)
+        }
+        Command::CheckConfig { config } => Ok(match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }),
     }
 }
 
-fn inspect(transport: TransportArg, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn inspect(
+    transport: TransportArg,
+    limits: &Limits,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let transport = match transport {
         TransportArg::Udp => Transport::Udp,
         TransportArg::Tcp => Transport::Tcp,
     };
-    let limits = Limits::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut all_read = true;
@@ -78,7 +112,7 @@ fn inspect(transport: TransportArg, files: &[PathBuf]) -> anyhow::Result<ExitCod
                 continue;
             }
         };
-        for report in inspect_bytes(&name, &data, transport, &limits) {
+        for report in inspect_bytes(&name, &data, transport, limits) {
             serde_json::to_writer(&mut out, &report)?;
             out.write_all(b"\n")?;
         }

@@ -783,7 +783,7 @@ mod tests {
             ..Limits::DEFAULT
         };
         let mut f = StreamFramer::new(limits);
-        f.push(&[b'\r', b'\n']).unwrap();
+        f.push(b"\r\n").unwrap();
         assert_eq!(f.room(), 16 * 1024 - 2);
         let full = FramingError::BufferFull { limit: 16 * 1024 };
         assert_eq!(f.push(&vec![b'x'; 16 * 1024]), Err(full));

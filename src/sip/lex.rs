@@ -5,14 +5,26 @@
 //! still contain line folding (CRLF followed by SP/HTAB), so "whitespace" here includes CR
 //! and LF: the framer guarantees a CRLF inside a value is always a fold.
 
+/// `token` characters (RFC 3261 §25.1) as a lookup table: the parser's innermost test.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// True for `token` characters: alphanumerics and `-.!%*_+`'~`.
 #[inline]
 pub fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[usize::from(b)]
 }
 
 /// True when every byte is a token character and there is at least one.

@@ -16,7 +16,7 @@
 //! - every size is within [`Limits`], checked before the work it bounds.
 
 use bytes::Bytes;
-use memchr::memchr;
+use memchr::memchr2;
 
 use super::lex::{self, BadLength};
 use super::limits::Limits;
@@ -507,20 +507,19 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
     let scan_end = buf.len().min(from.saturating_add(limits.max_head));
     let window = buf.get(..scan_end).unwrap_or(&[]);
     let line_end = |at: usize| -> Result<Option<usize>, ParseError> {
-        // Returns the index of the LF ending the line that starts at `at`.
+        // Returns the index of the LF ending the line that starts at `at`. One scan finds the
+        // first CR or LF: it must be a CR immediately followed by LF.
         let tail = window.get(at..).unwrap_or(&[]);
-        match memchr(b'\n', tail) {
+        match memchr2(b'\r', b'\n', tail) {
             None => Ok(None),
             Some(off) => {
-                let lf = at + off;
-                if lf == at || window.get(lf - 1) != Some(&b'\r') {
-                    return Err(ParseError::BadLineEnding);
+                let cr = at + off;
+                match (window.get(cr), window.get(cr + 1)) {
+                    (Some(b'\r'), Some(b'\n')) => Ok(Some(cr + 1)),
+                    // A CR as the last byte scanned: the LF may be beyond the window.
+                    (Some(b'\r'), None) => Ok(None),
+                    _ => Err(ParseError::BadLineEnding),
                 }
-                // A CR anywhere else in the line is a bare CR.
-                if memchr(b'\r', window.get(at..lf - 1).unwrap_or(&[])).is_some() {
-                    return Err(ParseError::BadLineEnding);
-                }
-                Ok(Some(lf))
             }
         }
     };
@@ -633,10 +632,12 @@ fn trim_end(buf: &[u8], from: usize, mut end: usize) -> usize {
 /// Parses `name [WSP] ":" value` for the line `buf[at..=lf]`.
 fn header_line(buf: &[u8], at: usize, lf: usize, line_no: usize) -> Result<Header, ParseError> {
     let bad = ParseError::BadHeaderLine { line: line_no };
-    let mut i = at;
-    while i < lf && buf.get(i).is_some_and(|&b| lex::is_token(b)) {
-        i += 1;
-    }
+    let line = buf.get(at..lf).unwrap_or(&[]);
+    let i = at
+        + line
+            .iter()
+            .position(|&b| !lex::is_token(b))
+            .unwrap_or(line.len());
     if i == at {
         return Err(bad);
     }

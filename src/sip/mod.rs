@@ -3,6 +3,7 @@
 //! No I/O, no clock, no tasks: everything here takes bytes and returns values, so it can be
 //! fuzzed and tested without sockets.
 
+pub mod edit;
 pub mod framing;
 pub mod headers;
 pub mod lex;
@@ -10,6 +11,7 @@ pub mod limits;
 pub mod message;
 pub mod name;
 pub mod number;
+pub mod response;
 pub mod uri;
 pub mod validate;
 

@@ -94,44 +94,46 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        // Dispatch on length first so that most names are rejected with one comparison.
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"To", To)],
-            3 => &[(b"Via", Via)],
-            4 => &[(b"From", From), (b"CSeq", CSeq)],
-            5 => &[(b"Route", Route), (b"Event", Event), (b"Allow", Allow)],
-            6 => &[(b"Min-SE", MinSe), (b"Server", Server)],
-            7 => &[
-                (b"Call-ID", CallId),
-                (b"Contact", Contact),
-                (b"Require", Require),
-                (b"Privacy", Privacy),
-                (b"Subject", Subject),
-                (b"Expires", Expires),
-            ],
-            8 => &[(b"Refer-To", ReferTo)],
-            9 => &[(b"Supported", Supported)],
-            10 => &[(b"User-Agent", UserAgent)],
-            11 => &[(b"Unsupported", Unsupported), (b"Retry-After", RetryAfter)],
-            12 => &[
-                (b"Max-Forwards", MaxForwards),
-                (b"Record-Route", RecordRoute),
-                (b"Content-Type", ContentType),
-                (b"Allow-Events", AllowEvents),
-            ],
-            13 => &[(b"Proxy-Require", ProxyRequire)],
-            14 => &[(b"Content-Length", ContentLength)],
-            15 => &[(b"Session-Expires", SessionExpires)],
-            16 => &[(b"Content-Encoding", ContentEncoding)],
-            19 => &[(b"P-Asserted-Identity", PAssertedIdentity)],
-            _ => &[],
+        // Dispatch on length and first letter so that at most one comparison is made; `| 0x20`
+        // lowercases letters (anything else simply fails the final comparison).
+        let lower = |i: usize| name.get(i).map_or(0, |b| b | 0x20);
+        let (text, kind): (&[u8], HeaderName) = match (name.len(), lower(0)) {
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'f') => (b"from", From),
+            (4, b'c') => (b"cseq", CSeq),
+            (5, b'r') => (b"route", Route),
+            (5, b'e') => (b"event", Event),
+            (5, b'a') => (b"allow", Allow),
+            (6, b'm') => (b"min-se", MinSe),
+            (6, b's') => (b"server", Server),
+            (7, b'c') if lower(1) == b'a' => (b"call-id", CallId),
+            (7, b'c') => (b"contact", Contact),
+            (7, b'r') => (b"require", Require),
+            (7, b'p') => (b"privacy", Privacy),
+            (7, b's') => (b"subject", Subject),
+            (7, b'e') => (b"expires", Expires),
+            (8, b'r') => (b"refer-to", ReferTo),
+            (9, b's') => (b"supported", Supported),
+            (10, b'u') => (b"user-agent", UserAgent),
+            (11, b'u') => (b"unsupported", Unsupported),
+            (11, b'r') => (b"retry-after", RetryAfter),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (12, b'r') => (b"record-route", RecordRoute),
+            (12, b'c') => (b"content-type", ContentType),
+            (12, b'a') => (b"allow-events", AllowEvents),
+            (13, b'p') => (b"proxy-require", ProxyRequire),
+            (14, b'c') => (b"content-length", ContentLength),
+            (15, b's') => (b"session-expires", SessionExpires),
+            (16, b'c') => (b"content-encoding", ContentEncoding),
+            (19, b'p') => (b"p-asserted-identity", PAssertedIdentity),
+            _ => return Other,
         };
-        for (text, kind) in candidates {
-            if name.eq_ignore_ascii_case(text) {
-                return *kind;
-            }
+        if eq_lower(name, text) {
+            kind
+        } else {
+            Other
         }
-        Other
     }
 
     /// The canonical (long) spelling used when ocedge writes this header.
@@ -209,6 +211,17 @@ impl HeaderName {
                 | Event
         )
     }
+}
+
+/// Case-insensitive comparison with an all-lowercase ASCII `lower`; cheaper than
+/// `eq_ignore_ascii_case` because one side is known to be lowercase already.
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len()
+        && name
+            .iter()
+            .zip(lower)
+            .all(|(&x, &c)| x == c || (x.is_ascii_uppercase() && (x | 0x20) == c))
 }
 
 /// Compares two header names the way SIP does: case-insensitively, with compact forms equal

@@ -1,0 +1,48 @@
+//! Every file in `config/` loads; an unknown key injected into any of its tables is refused
+//! with the key named.
+
+use std::path::PathBuf;
+
+use ocedge::config::Config;
+
+fn config_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+#[test]
+fn every_shipped_config_loads() {
+    for f in config_files() {
+        Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}
+
+#[test]
+fn unknown_key_in_any_table_is_refused() {
+    for f in config_files() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let tables: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with('['))
+            .map(|(i, _)| i)
+            .collect();
+        // The top level, then after every table header.
+        for at in std::iter::once(None).chain(tables.into_iter().map(Some)) {
+            let mut lines: Vec<&str> = text.lines().collect();
+            let pos = at.map_or(0, |i| i + 1);
+            lines.insert(pos, "surely_not_a_key = 1");
+            let err = Config::parse(&lines.join("\n"), "injected")
+                .expect_err("unknown key accepted")
+                .to_string();
+            assert!(err.contains("surely_not_a_key"), "{}: {err}", f.display());
+        }
+    }
+}
