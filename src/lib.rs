@@ -4,6 +4,7 @@
 //!
 //! - [`sip`]: zero-copy SIP parser, URIs and E.164 numbers, stream framing, message editor and
 //!   the stateless first look a proxy takes at every message. Pure: no I/O, no clock.
+//! - [`proxy`]: the sans-IO proxy core: the RFC 3261 §17 transaction layer.
 //! - [`config`]: the strict TOML configuration (`config/ocedge.toml`).
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
@@ -13,4 +14,5 @@
 pub mod cli;
 pub mod config;
 pub mod inspect;
+pub mod proxy;
 pub mod sip;
