@@ -4,15 +4,19 @@
 //!
 //! - [`sip`]: zero-copy SIP parser, URIs and E.164 numbers, stream framing, message editor and
 //!   the stateless first look a proxy takes at every message. Pure: no I/O, no clock.
+//! - [`transport`]: UDP, TCP and TLS sockets; the `Transport`/`Target` addressing types.
 //! - [`proxy`]: the sans-IO proxy core: the RFC 3261 §17 transaction layer.
 //! - [`config`]: the strict TOML configuration (`config/ocedge.toml`).
+//! - [`app`]: the daemon: transports and the proxy task wired together, signals.
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod inspect;
 pub mod proxy;
 pub mod sip;
+pub mod transport;

@@ -36,12 +36,39 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run the gateway daemon until SIGTERM or SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "config/ocedge.toml")]
+        config: PathBuf,
+    },
+    /// Development TLS material.
+    Certs {
+        /// What to generate.
+        #[command(subcommand)]
+        what: CertsCommand,
+    },
     /// Check a configuration file: print every error with its key path and exit non-zero
     /// when there is any.
     CheckConfig {
         /// The file to check.
         #[arg(long, default_value = "config/ocedge.toml")]
         config: PathBuf,
+    },
+}
+
+/// `ocedge certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Generate a development CA and a certificate for FQDN (server and client use) into
+    /// DIR: ca.crt, ocedge.crt, ocedge.key. Never for production.
+    Dev {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Name the certificate is for (also valid for localhost and loopback addresses).
+        #[arg(long, default_value = "localhost")]
+        fqdn: String,
     },
 }
 
@@ -68,6 +95,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             inspect(transport, &limits, &files)
         }
+        Command::Run { config } => {
+            init_tracing();
+            let cfg = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(crate::app::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs {
+            what: CertsCommand::Dev { dir, fqdn },
+        } => {
+            crate::transport::devcerts::generate(&dir, &fqdn).with_context(|| {
+                format!("generating development certificates in {}", dir.display())
+            })?;
+            println!(
+                "wrote {0}/ca.crt {0}/ocedge.crt {0}/ocedge.key for {fqdn}",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => Ok(match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -78,6 +127,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`), `OCEDGE_LOG_FORMAT=json` for JSON.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("OCEDGE_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -1,24 +1,17 @@
 //! The daemon's TOML configuration: strict (unknown keys are errors), every field documented,
 //! errors reported with their key path and line.
 //!
-//! Today it holds the SIP size limits; the proxy, API and spool tables join it as those
-//! subsystems land. Loading never half-applies: a file either yields a complete, checked
-//! [`Config`] or every error found in it.
+//! Loading never half-applies: a file either yields a complete, checked [`Config`] or every
+//! error found in it. Type errors are collected per top-level table (each table is decoded on
+//! its own, with the other lines blanked so that line numbers stay true), then the semantic
+//! checks of [`Config::problems`] run on the decoded whole.
+
+mod check;
+mod schema;
 
 use std::path::Path;
 
-use serde::Deserialize;
-
-use crate::sip::Limits;
-
-/// The whole configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Size limits on SIP input (`[limits]`); every key optional, defaults in [`Limits`].
-    #[serde(default)]
-    pub limits: Limits,
-}
+pub use schema::*;
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +25,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Syntax errors, unknown keys, wrong types (the message names the key and line).
-    #[error("{path}: {message}")]
+    /// Syntax errors, unknown keys, wrong types: one message per table, each naming the key
+    /// and line.
+    #[error("{path}: {}", .errors.join("\n"))]
     Syntax {
         /// The file.
         path: String,
         /// What the TOML decoder reported, with key path and position.
-        message: String,
+        errors: Vec<String>,
     },
     /// Values that parse but are invalid together, each with its key path.
     #[error("{path}: {}", .errors.join("; "))]
@@ -62,10 +56,21 @@ impl Config {
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |errors| ConfigError::Syntax {
             path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+            errors,
+        };
+        // Syntax first: nothing else can be said about a file that is not TOML.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(syntax(vec![one_line(&e.to_string())]));
+        }
+        let config: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(_) => {
+                let errors = check::errors_per_table(text);
+                return Err(syntax(errors));
+            }
+        };
         let errors = config.problems();
         if errors.is_empty() {
             Ok(config)
@@ -76,39 +81,87 @@ impl Config {
             })
         }
     }
+}
 
-    /// Every semantic problem, as `key.path: problem`.
-    pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Err(e) = self.limits.check() {
-            out.push(format!("limits: {e}"));
-        }
-        out
-    }
+/// Folds the TOML decoder's multi-line report (with its source excerpt) into one line:
+/// `line 3, column 1: unknown field ...`.
+fn one_line(report: &str) -> String {
+    let mut lines = report.lines();
+    let head = lines.next().unwrap_or_default();
+    let position = head
+        .trim_start_matches("TOML parse error at ")
+        .trim_end_matches(':')
+        .to_owned();
+    let message = lines
+        .filter(|l| !l.trim_start().starts_with('|') && !l.contains(" | "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{position}: {message}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::Limits;
 
-    #[test]
-    fn unknown_key_is_named_with_its_table() {
-        let e = Config::parse("[limits]\nmax_mesage = 10\n", "t.toml").unwrap_err();
-        let msg = e.to_string();
-        assert!(msg.contains("max_mesage"), "{msg}");
-        assert!(msg.contains("line 2"), "{msg}");
-        let e = Config::parse("[limitz]\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("limitz"));
+    /// The shipped default configuration, with `extra` appended.
+    fn with(extra: &str) -> String {
+        let base = include_str!("../../config/ocedge.toml");
+        format!("{base}\n{extra}")
     }
 
     #[test]
-    fn partial_limits_keep_defaults_and_are_checked() {
-        let c = Config::parse("[limits]\nmax_vias = 8\n", "t").unwrap();
-        assert_eq!(c.limits.max_vias, 8);
-        assert_eq!(c.limits.max_message, Limits::DEFAULT.max_message);
-        let e = Config::parse("[limits]\nmax_body = 99999999\n", "t").unwrap_err();
-        assert!(e.to_string().contains("limits: max_body"), "{e}");
-        let e = Config::parse("[limits]\nmax_vias = -1\n", "t").unwrap_err();
-        assert!(e.to_string().contains("max_vias"), "{e}");
+    fn default_config_loads() {
+        let c = Config::parse(&with(""), "t").unwrap();
+        assert_eq!(c.listen.len(), 5);
+        assert_eq!(c.carrier.unwrap().sbcs[0].addr.port(), 5072);
+        assert_eq!(c.limits, Limits::DEFAULT);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = with("[node2]\nfqdn = \"x\"\n");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("node2"), "{e}");
+        let line = text.lines().position(|l| l == "[node2]").unwrap() + 1;
+        assert!(e.contains(&format!("line {line}")), "{e}");
+    }
+
+    #[test]
+    fn every_table_reports_its_own_error() {
+        let text = "[limits]\nmax_mesage = 10\n[timers]\nt1 = \"fast\"\n";
+        let e = Config::parse(text, "t").unwrap_err().to_string();
+        assert!(e.contains("max_mesage") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("invalid duration") && e.contains("line 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn semantic_problems_carry_key_paths() {
+        let e = Config::parse("[limits]\nmax_body = 99999999\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits: max_body"), "{e}");
+        assert!(e.contains("microsoft: missing table"), "{e}");
+        assert!(
+            e.contains("listen: no listener for the carrier side"),
+            "{e}"
+        );
+        let text = with("").replace("weight = 1", "weight = 0");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("carrier.sbcs[0].weight"), "{e}");
+        let text = with("").replace(
+            "strip_headers = [\"X-MS-TenantID\"]",
+            "strip_headers = [\"v\"]",
+        );
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("carrier.strip_headers[0]: this header cannot be stripped"),
+            "{e}"
+        );
     }
 }

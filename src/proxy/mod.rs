@@ -4,5 +4,19 @@
 //!
 //! - [`transaction`]: the §17 transaction layer (server and client, INVITE and non-INVITE,
 //!   timers A–M, CANCEL matching), with observable transaction events.
+//! - [`core`]: the §16 proxy: validation, ACL, flood control, policy, routing, forwarding,
+//!   failover, OPTIONS probing.
+//! - [`route`]: our advertised addresses, loop detection, next-hop resolution.
+//! - [`policy`]: the seam for the number policy and call timing.
+//! - [`acl`], [`flood`], [`dispatch`]: source ACLs, per-source token buckets, destination
+//!   sets with priority, weight and OPTIONS health.
+//! - [`stats`]: the proxy's counters.
 
+pub mod acl;
+pub mod core;
+pub mod dispatch;
+pub mod flood;
+pub mod policy;
+pub mod route;
+pub mod stats;
 pub mod transaction;

@@ -42,8 +42,6 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 
 pub use client::ClientState;
@@ -54,33 +52,7 @@ pub use timers::{Millis, Timers};
 use crate::sip::headers::HeaderError;
 use crate::sip::Method;
 
-/// A transport protocol. Reliability decides which timers run (RFC 3261 §17.1.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP: unreliable, requests and responses are retransmitted by the transactions.
-    Udp,
-    /// TCP: reliable.
-    Tcp,
-    /// TLS over TCP: reliable.
-    Tls,
-}
-
-impl Transport {
-    /// True for stream transports, where Timers A, E and G do not run and D, I, J, K are 0.
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Transport::Udp)
-    }
-}
-
-/// Where a message goes or came from: a transport and a socket address. For a stream
-/// transport the I/O layer maps it to the connection (reusing the one a request came in on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// The transport.
-    pub transport: Transport,
-    /// The peer's address.
-    pub addr: SocketAddr,
-}
+pub use crate::transport::{Target, Transport};
 
 /// A server transaction (a request we received).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,0 +1,239 @@
+//! Semantic checks of a decoded configuration, and per-table collection of decoding errors.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::one_line;
+use super::schema::{Config, Probe, Transport};
+
+/// Decodes each top-level table on its own and returns every error, so that one mistake does
+/// not hide the next. Lines outside the table being decoded are blanked, not removed, so the
+/// decoder's line numbers are those of the real file.
+pub(super) fn errors_per_table(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    // The top-level key each line belongs to: `None` before any table header.
+    let mut owner: Vec<Option<String>> = Vec::with_capacity(lines.len());
+    let mut current: Option<String> = None;
+    for line in &lines {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[');
+            let key: String = name
+                .chars()
+                .take_while(|c| !matches!(c, '.' | ']'))
+                .collect::<String>()
+                .trim()
+                .trim_matches('"')
+                .to_owned();
+            current = Some(key);
+        }
+        owner.push(current.clone());
+    }
+    let mut groups: Vec<Option<String>> = Vec::new();
+    for o in &owner {
+        if !groups.contains(o) {
+            groups.push(o.clone());
+        }
+    }
+    let mut errors = Vec::new();
+    for g in groups {
+        let only: Vec<&str> = lines
+            .iter()
+            .zip(&owner)
+            .map(|(l, o)| if *o == g { *l } else { "" })
+            .collect();
+        if let Err(e) = toml::from_str::<Config>(&only.join("\n")) {
+            errors.push(one_line(&e.to_string()));
+        }
+    }
+    if errors.is_empty() {
+        // The tables decode alone but not together (e.g. a key defined twice across them).
+        if let Err(e) = toml::from_str::<Config>(text) {
+            errors.push(one_line(&e.to_string()));
+        }
+    }
+    errors
+}
+
+impl Config {
+    /// Every semantic problem, as `key.path: problem`. Empty means the configuration can run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut err = |path: String, msg: &str| out.push(format!("{path}: {msg}"));
+        if let Err(e) = self.limits.check() {
+            err("limits".into(), e);
+        }
+        if self.node.fqdn.is_empty()
+            || !self
+                .node
+                .fqdn
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            err("node.fqdn".into(), "must be a host name");
+        }
+        let t = &self.timers;
+        let positive = [
+            ("t1", t.t1),
+            ("t2", t.t2),
+            ("t4", t.t4),
+            ("timer_c", t.timer_c),
+        ];
+        for (k, d) in positive {
+            if d.0.is_zero() {
+                err(format!("timers.{k}"), "must be positive");
+            }
+        }
+        if t.t2 < t.t1 {
+            err("timers.t2".into(), "must not be shorter than t1");
+        }
+        if t.max_transactions == 0 {
+            err("timers.max_transactions".into(), "must be positive");
+        }
+        let tr = &self.transport;
+        if tr.max_connections == 0 || tr.send_queue == 0 {
+            err(
+                "transport".into(),
+                "max_connections and send_queue must be positive",
+            );
+        }
+        for (k, d) in [
+            ("handshake_timeout", tr.handshake_timeout),
+            ("idle_timeout", tr.idle_timeout),
+            ("connect_timeout", tr.connect_timeout),
+        ] {
+            if d.0.is_zero() {
+                err(format!("transport.{k}"), "must be positive");
+            }
+        }
+        for (k, b) in [
+            ("flood.source", self.flood.source),
+            ("flood.peer", self.flood.peer),
+        ] {
+            if !(b.rate.is_finite() && b.rate > 0.0 && b.burst.is_finite() && b.burst >= 1.0) {
+                err(k.into(), "rate must be positive and burst at least 1");
+            }
+        }
+        if self.flood.max_sources == 0 {
+            err("flood.max_sources".into(), "must be positive");
+        }
+        self.check_listeners(&mut err);
+        self.check_sides(&mut err);
+        out
+    }
+
+    fn check_listeners(&self, err: &mut impl FnMut(String, &str)) {
+        let mut seen = HashSet::new();
+        for (i, l) in self.listen.iter().enumerate() {
+            // UDP and TCP may share a port; two listeners of one kind may not.
+            let kind = if l.transport == Transport::Udp { 0 } else { 1 };
+            if !seen.insert((l.addr, kind)) {
+                err(
+                    format!("listen[{i}].addr"),
+                    "another listener already uses this address",
+                );
+            }
+        }
+        for side in ["microsoft", "carrier"] {
+            if !self.listen.iter().any(|l| l.side.as_str() == side) {
+                err("listen".into(), &format!("no listener for the {side} side"));
+            }
+        }
+        let needs_tls = self.listen.iter().any(|l| l.transport == Transport::Tls)
+            || self
+                .microsoft
+                .as_ref()
+                .is_some_and(|m| m.targets.iter().any(|t| t.transport == Transport::Tls))
+            || self
+                .carrier
+                .as_ref()
+                .is_some_and(|c| c.sbcs.iter().any(|s| s.transport == Transport::Tls));
+        match &self.tls {
+            None if needs_tls => err("tls".into(), "required: a listener or peer uses TLS"),
+            None => {}
+            Some(tls) if tls.generate_dev => {}
+            Some(tls) => {
+                for (k, p) in [("cert", &tls.cert), ("key", &tls.key), ("ca", &tls.ca)] {
+                    if !p.is_file() {
+                        err(
+                            format!("tls.{k}"),
+                            &format!(
+                                "{} is not a readable file (ocedge certs dev makes a test set)",
+                                p.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_sides(&self, err: &mut impl FnMut(String, &str)) {
+        match &self.microsoft {
+            None => err("microsoft".into(), "missing table"),
+            Some(m) => {
+                if m.targets.is_empty() {
+                    err(
+                        "microsoft.targets".into(),
+                        "at least one target is required",
+                    );
+                }
+                let mut names = HashSet::new();
+                for (i, t) in m.targets.iter().enumerate() {
+                    if !names.insert(&t.name) {
+                        err(format!("microsoft.targets[{i}].name"), "duplicate name");
+                    }
+                }
+                check_probe("microsoft.probe", &m.probe, err);
+                check_headers("microsoft.strip_headers", &m.strip_headers, err);
+            }
+        }
+        match &self.carrier {
+            None => err("carrier".into(), "missing table"),
+            Some(c) => {
+                if c.sbcs.is_empty() {
+                    err("carrier.sbcs".into(), "at least one SBC is required");
+                }
+                let mut names = HashSet::new();
+                for (i, s) in c.sbcs.iter().enumerate() {
+                    if !names.insert(&s.name) {
+                        err(format!("carrier.sbcs[{i}].name"), "duplicate name");
+                    }
+                    if s.weight == 0 {
+                        err(format!("carrier.sbcs[{i}].weight"), "must be at least 1");
+                    }
+                }
+                check_probe("carrier.probe", &c.probe, err);
+                check_headers("carrier.strip_headers", &c.strip_headers, err);
+            }
+        }
+    }
+}
+
+fn check_probe(path: &str, p: &Probe, err: &mut impl FnMut(String, &str)) {
+    if p.interval.0 < Duration::from_millis(100) {
+        err(format!("{path}.interval"), "must be at least 100ms");
+    }
+    if p.failure_threshold == 0 || p.success_threshold == 0 {
+        err(
+            path.into(),
+            "failure_threshold and success_threshold must be at least 1",
+        );
+    }
+}
+
+fn check_headers(path: &str, names: &[String], err: &mut impl FnMut(String, &str)) {
+    for (i, n) in names.iter().enumerate() {
+        if !crate::sip::lex::is_token_str(n.as_bytes()) {
+            err(format!("{path}[{i}]"), "not a header name");
+        }
+        let protected = crate::sip::HeaderName::classify(n.as_bytes());
+        use crate::sip::HeaderName as H;
+        if matches!(
+            protected,
+            H::Via | H::From | H::To | H::CallId | H::CSeq | H::ContentLength | H::MaxForwards
+        ) {
+            err(format!("{path}[{i}]"), "this header cannot be stripped");
+        }
+    }
+}

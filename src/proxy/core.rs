@@ -1,0 +1,754 @@
+//! The proxy core (RFC 3261 §16), sans-IO: messages and `now` in, messages to send out.
+//!
+//! One [`Proxy`] owns a transaction layer, the destination sets of both sides, flood control
+//! and the policy. The app runs one per shard (calls are sharded by Call-ID, so a call's
+//! transactions always meet the same shard). Per input:
+//!
+//! - requests: source ACL (drop, never answer) → stateless first look (`sip::validate`) →
+//!   loop detection (482) → flood control for out-of-dialog requests → transaction layer →
+//!   for a new transaction: OPTIONS to us answered 200, policy check, destination choice
+//!   (SBC set or Microsoft targets, 503 when none is up), forward edit, client transaction;
+//!   in-dialog requests are loose-routed to a configured peer or an ACL address;
+//! - responses: matched to their client transaction, our Via popped, forwarded on the server
+//!   transaction; a 408/503/timeout of an out-of-dialog request fails over to the next
+//!   destination (counted against the destination's health, as Kamailio's dispatcher does).
+//!
+//! The forward edit and the messages the layer builds are the only allocations per message.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::config::Side;
+use crate::proxy::dispatch::{DestId, DestSet, HealthChange};
+use crate::proxy::flood::{FloodControl, FloodVerdict};
+use crate::proxy::policy::{Policy, Verdict};
+use crate::proxy::route::{Routing, BRANCH_PREFIX};
+use crate::proxy::transaction::{
+    Action, ClientId, Expiry, LayerConfig, Millis, RequestOutcome, ResponseOutcome, ServerId,
+    TransactionLayer, TxId,
+};
+use crate::sip::edit::Editor;
+use crate::sip::message::ParseFailure;
+use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
+use crate::sip::validate::{self, Decision};
+use crate::sip::{Limits, Message, Method};
+use crate::transport::Target;
+
+use super::stats::ProxyStats;
+
+/// A message received by the transports, parsed.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The message.
+    pub msg: Message,
+    /// Where it came from.
+    pub source: Target,
+    /// Index of the listener it arrived on.
+    pub listener: usize,
+}
+
+/// Something to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Destination.
+    pub to: Target,
+    /// The TLS name to verify when a new TLS connection must be opened.
+    pub tls_name: Option<String>,
+    /// The message.
+    pub bytes: Bytes,
+}
+
+/// Everything a [`Proxy`] is built from.
+pub struct ProxySetup {
+    /// Listeners, peers and ACLs.
+    pub routing: Routing,
+    /// Microsoft targets, in preference order.
+    pub microsoft: DestSet,
+    /// The carrier's SBCs.
+    pub carrier: DestSet,
+    /// Per-source flood control.
+    pub flood: FloodControl,
+    /// Headers stripped when forwarding toward Microsoft and toward the carrier.
+    pub strip: [Vec<String>; 2],
+    /// Transaction layer settings (timers, table bound, tag key).
+    pub layer: LayerConfig,
+    /// This shard's number, part of every branch id so shards never collide.
+    pub shard: u16,
+    /// `Retry-After` seconds for flood 503s.
+    pub retry_after: u32,
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+}
+
+/// Why a client transaction exists.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ClientRole {
+    /// Forwarded for a server transaction, to a destination of a set (if chosen from one).
+    Forward(ServerId, Option<(Side, DestId)>),
+    /// An OPTIONS health probe.
+    Probe(Side, DestId),
+}
+
+/// Per server transaction we forwarded (or are about to).
+struct Pending {
+    request: Message,
+    from_side: Side,
+    out_of_dialog: bool,
+    tried: Vec<DestId>,
+}
+
+/// The proxy; see the module documentation.
+pub struct Proxy {
+    layer: TransactionLayer,
+    routing: Routing,
+    sets: [DestSet; 2],
+    flood: FloodControl,
+    strip: [Vec<String>; 2],
+    policy: Box<dyn Policy>,
+    tag_key: [u8; 16],
+    shard: u16,
+    retry_after: String,
+    next_branch: u64,
+    pending: HashMap<ServerId, Pending>,
+    clients: HashMap<ClientId, ClientRole>,
+    /// TLS names of the peers we sent to (for connections the transport must open).
+    tls_names: HashMap<Target, String>,
+    out: Vec<Output>,
+    stats: ProxyStats,
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Microsoft => 0,
+        Side::Carrier => 1,
+    }
+}
+
+impl Proxy {
+    /// Builds a proxy.
+    pub fn new(setup: ProxySetup) -> Proxy {
+        Proxy {
+            tag_key: setup.layer.tag_key,
+            layer: TransactionLayer::new(setup.layer),
+            routing: setup.routing,
+            sets: [setup.microsoft, setup.carrier],
+            flood: setup.flood,
+            strip: setup.strip,
+            policy: setup.policy,
+            shard: setup.shard,
+            retry_after: setup.retry_after.to_string(),
+            next_branch: 0,
+            pending: HashMap::new(),
+            clients: HashMap::new(),
+            tls_names: HashMap::new(),
+            out: Vec::new(),
+            stats: ProxyStats::default(),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
+    }
+
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    /// The destination set of a side (health, for status and tests).
+    pub fn dest_set(&self, side: Side) -> &DestSet {
+        &self.sets[idx(side)]
+    }
+
+    /// Takes the messages to send, in order.
+    pub fn drain_output(&mut self) -> std::vec::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    /// When [`Proxy::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        [
+            self.layer.poll_timeout(),
+            self.sets[0].next_probe_at(),
+            self.sets[1].next_probe_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs timers and probes due at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.layer.handle_timeout(now);
+        for side in [Side::Microsoft, Side::Carrier] {
+            while let Some(dest) = self.sets[idx(side)].poll_probe(now) {
+                self.send_probe(now, side, dest);
+            }
+        }
+        self.drain_layer(now);
+    }
+
+    /// Handles one received message.
+    pub fn handle(&mut self, now: Millis, r: Received) {
+        let Some(side) = self.routing.listener(r.listener).map(|l| l.side) else {
+            return;
+        };
+        if r.msg.is_request() {
+            self.on_request(now, r, side);
+        } else {
+            self.on_response(now, r.msg);
+        }
+        self.drain_layer(now);
+    }
+
+    fn on_request(&mut self, now: Millis, r: Received, side: Side) {
+        let ip = r.source.addr.ip();
+        if !self.routing.acl(side).allows(ip) {
+            self.stats.acl_dropped += 1;
+            return;
+        }
+        match validate::decide(&r.msg) {
+            Decision::Forward => {}
+            d @ Decision::Reply { .. } => {
+                self.stats.rejected_invalid += 1;
+                let tag = to_tag_for(&self.tag_key, r.msg.headers());
+                if let Some(bytes) = reply_for(&d, r.msg.headers(), tag.as_bytes()) {
+                    self.send(r.source, None, bytes);
+                }
+                return;
+            }
+            Decision::Drop { .. } => {
+                self.stats.dropped_invalid += 1;
+                return;
+            }
+        }
+        if r.msg
+            .vias()
+            .is_ok_and(|v| v.iter().any(|v| self.routing.is_our_via(v)))
+        {
+            self.stats.loops += 1;
+            self.stateless_reply(&r.msg, r.source, 482, &[]);
+            return;
+        }
+        let method = r.msg.method();
+        let in_dialog = r.msg.to_hdr().is_ok_and(|t| t.tag().is_some());
+        if !in_dialog && !matches!(method, Some(Method::Ack | Method::Cancel)) {
+            match self.flood.check(now, ip) {
+                FloodVerdict::Allow => {}
+                FloodVerdict::RejectFirst { .. } => {
+                    self.stats.flood_rejected += 1;
+                    let ra = self.retry_after.clone();
+                    self.stateless_reply(&r.msg, r.source, 503, &[("Retry-After", ra.as_bytes())]);
+                    return;
+                }
+                FloodVerdict::Drop => {
+                    self.stats.flood_dropped += 1;
+                    return;
+                }
+            }
+        }
+        match self.layer.on_request(now, &r.msg, r.source) {
+            RequestOutcome::New(sid) => self.new_request(now, sid, r.msg, side, in_dialog),
+            RequestOutcome::AckPassThrough { .. } => self.forward_ack(r.msg, side),
+            RequestOutcome::Cancel { invite, .. } => {
+                if self.layer.cancel_branches(now, invite) == 0 {
+                    self.answer(now, invite, 487, &[]);
+                }
+            }
+            RequestOutcome::Overloaded => {
+                self.stats.overloaded += 1;
+                self.stateless_reply(&r.msg, r.source, 503, &[]);
+            }
+            RequestOutcome::Invalid(_) => self.stateless_reply(&r.msg, r.source, 400, &[]),
+            RequestOutcome::Retransmission(_)
+            | RequestOutcome::AckAbsorbed(_)
+            | RequestOutcome::CancelAnswered { .. } => {}
+        }
+    }
+
+    fn new_request(
+        &mut self,
+        now: Millis,
+        sid: ServerId,
+        msg: Message,
+        side: Side,
+        in_dialog: bool,
+    ) {
+        let to_side = side.other();
+        self.pending.insert(
+            sid,
+            Pending {
+                request: msg.clone(),
+                from_side: side,
+                out_of_dialog: !in_dialog,
+                tried: Vec::new(),
+            },
+        );
+        if in_dialog {
+            return self.forward_in_dialog(now, sid, &msg, to_side);
+        }
+        if msg.method() == Some(Method::Options)
+            && msg
+                .request_uri()
+                .is_some_and(|u| u.user.is_none() && self.routing.is_us(&u))
+        {
+            return self.answer(now, sid, 200, &[("Allow", ALLOW.as_bytes())]);
+        }
+        if let Verdict::Reject { status, .. } = self.policy.check(now, side, &msg) {
+            self.stats.policy_rejected += 1;
+            return self.answer(now, sid, status, &[]);
+        }
+        self.forward_to_next(now, sid);
+    }
+
+    /// Picks the next untried destination of the other side and forwards there; 503 when
+    /// none is left.
+    fn forward_to_next(&mut self, now: Millis, sid: ServerId) {
+        let Some(p) = self.pending.get(&sid) else {
+            return;
+        };
+        let to_side = p.from_side.other();
+        let tried = p.tried.clone();
+        let Some(dest) = self.sets[idx(to_side)].pick(&tried) else {
+            self.stats.no_destination += 1;
+            return self.answer(now, sid, 503, &[]);
+        };
+        let d = self.sets[idx(to_side)].dest(dest);
+        let (target, name) = (d.target, d.tls_name.clone());
+        if let Some(p) = self.pending.get_mut(&sid) {
+            p.tried.push(dest);
+        }
+        let request = self.pending[&sid].request.clone();
+        let pops = self.our_route_pops(&request);
+        self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
+    }
+
+    fn forward_in_dialog(&mut self, now: Millis, sid: ServerId, msg: &Message, to_side: Side) {
+        match self.next_hop(msg, to_side) {
+            Some((target, name, pops)) => {
+                self.forward_inner(now, sid, msg, to_side, target, name, None, pops)
+            }
+            None => {
+                self.stats.no_route += 1;
+                self.answer(now, sid, 404, &[]);
+            }
+        }
+    }
+
+    /// How many Route entries at the top of `msg` are ours (two with double Record-Route).
+    fn our_route_pops(&self, msg: &Message) -> usize {
+        msg.routes()
+            .map(|r| r.iter().take_while(|r| self.routing.is_us(&r.uri)).count())
+            .unwrap_or(0)
+    }
+
+    /// Loose routing (§16.4, §16.6 step 6): pops our own Route entries (two with double
+    /// Record-Route) and resolves the next Route, or the Request-URI.
+    fn next_hop(&self, msg: &Message, to_side: Side) -> Option<(Target, Option<String>, usize)> {
+        let routes = msg.routes().ok()?;
+        let pops = self.our_route_pops(msg);
+        match routes.get(pops) {
+            Some(next) => self.routing.resolve(&next.uri, to_side),
+            None => self.routing.resolve(&msg.request_uri()?, to_side),
+        }
+        .map(|(t, n)| (t, n, pops))
+    }
+
+    /// The forward edit (§16.6) and the client transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_inner(
+        &mut self,
+        now: Millis,
+        sid: ServerId,
+        msg: &Message,
+        to_side: Side,
+        target: Target,
+        name: Option<String>,
+        dest: Option<DestId>,
+        pops: usize,
+    ) {
+        let Some(bytes) = self.edit_request(msg, to_side, target, pops) else {
+            return self.answer(now, sid, 500, &[]);
+        };
+        let Ok(out) = Message::parse(bytes, &Limits::DEFAULT) else {
+            return self.answer(now, sid, 500, &[]);
+        };
+        match self.layer.send_request(now, Some(sid), out, target) {
+            Ok(cid) => {
+                self.stats.forwarded_requests += 1;
+                self.clients
+                    .insert(cid, ClientRole::Forward(sid, dest.map(|d| (to_side, d))));
+                if let Some(n) = name {
+                    self.tls_names.insert(target, n);
+                }
+            }
+            Err(_) => {
+                self.stats.overloaded += 1;
+                self.answer(now, sid, 503, &[]);
+            }
+        }
+    }
+
+    /// Builds the forwarded request: our Via, Max-Forwards − 1, our Route entries popped,
+    /// double Record-Route for dialog-creating requests (we always change side), the
+    /// destination side's stripped headers removed.
+    fn edit_request(
+        &mut self,
+        msg: &Message,
+        to_side: Side,
+        target: Target,
+        pops: usize,
+    ) -> Option<Bytes> {
+        let egress = self.routing.egress(to_side, target.transport)?.clone();
+        let via = self.new_via(&egress.advertise, target.transport);
+        let dialog_creating = matches!(
+            msg.method(),
+            Some(Method::Invite | Method::Subscribe | Method::Refer)
+        ) && msg.to_hdr().is_ok_and(|t| t.tag().is_none());
+        let from_side = to_side.other();
+        let (rr_in, rr_out) = if dialog_creating {
+            let ingress = self.routing.egress(from_side, target.transport)?;
+            (
+                record_route(&ingress.advertise, ingress.transport),
+                record_route(&egress.advertise, egress.transport),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let mut e = Editor::new(msg);
+        e.push_via(via.as_bytes()).ok()?;
+        e.decrement_max_forwards().ok()?;
+        for _ in 0..pops {
+            e.pop_route().ok()?;
+        }
+        if dialog_creating {
+            e.push_record_route(rr_in.as_bytes()).ok()?;
+            e.push_record_route(rr_out.as_bytes()).ok()?;
+        }
+        for h in &self.strip[idx(to_side)] {
+            e.remove_headers(h.as_bytes());
+        }
+        Some(e.finish())
+    }
+
+    fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> String {
+        self.next_branch += 1;
+        let rport = if t == crate::transport::Transport::Udp {
+            ";rport"
+        } else {
+            ""
+        };
+        format!(
+            "SIP/2.0/{} {advertise};branch={BRANCH_PREFIX}{:x}.{:x}{rport}",
+            t.via_token(),
+            self.shard,
+            self.next_branch
+        )
+    }
+}
+
+/// Methods we accept, for the `Allow` of our OPTIONS answers.
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE";
+
+fn record_route(advertise: &str, t: crate::transport::Transport) -> String {
+    format!("<sip:{advertise};transport={};lr>", t.as_str())
+}
+
+pub(super) fn is_failover_status(status: u16) -> bool {
+    matches!(status, 408 | 503)
+}
+
+impl Proxy {
+    fn on_response(&mut self, now: Millis, msg: Message) {
+        match self.layer.on_response(now, &msg) {
+            ResponseOutcome::Forward {
+                client,
+                server,
+                status,
+            } => match self.clients.get(&client).copied() {
+                Some(ClientRole::Probe(side, dest)) => {
+                    if status >= 200 {
+                        let ok = status < 500 && status != 408;
+                        let change = self.sets[idx(side)].on_probe_result(dest, ok, now);
+                        self.health(side, change);
+                    }
+                }
+                Some(ClientRole::Forward(sid, dest)) => {
+                    self.forward_response(now, sid, dest, status, &msg)
+                }
+                None => {
+                    if let Some(sid) = server {
+                        self.relay_response(now, sid, status, &msg);
+                    }
+                }
+            },
+            ResponseOutcome::Stray => self.stats.stray_responses += 1,
+            ResponseOutcome::Absorbed(_) | ResponseOutcome::Invalid(_) => {}
+        }
+    }
+
+    fn forward_response(
+        &mut self,
+        now: Millis,
+        sid: ServerId,
+        dest: Option<(Side, DestId)>,
+        status: u16,
+        msg: &Message,
+    ) {
+        if status >= 200 {
+            if let Some((side, d)) = dest {
+                let ok = !(is_failover_status(status) || status >= 500);
+                let change = self.sets[idx(side)].on_call_result(d, ok, now);
+                self.health(side, change);
+                let retry = is_failover_status(status)
+                    && self.pending.get(&sid).is_some_and(|p| p.out_of_dialog);
+                if retry {
+                    self.stats.failovers += 1;
+                    return self.forward_to_next(now, sid);
+                }
+            }
+        }
+        self.relay_response(now, sid, status, msg);
+    }
+
+    /// Pops our Via and sends the response on its server transaction.
+    fn relay_response(&mut self, now: Millis, sid: ServerId, status: u16, msg: &Message) {
+        let mut e = Editor::new(msg);
+        if e.pop_via().is_err() {
+            return;
+        }
+        let bytes = e.finish();
+        if self.layer.send_response(now, sid, bytes, status).is_ok() {
+            self.stats.forwarded_responses += 1;
+        }
+    }
+
+    /// Answers a server transaction ourselves.
+    fn answer(&mut self, now: Millis, sid: ServerId, status: u16, extra: &[(&str, &[u8])]) {
+        let Some(p) = self.pending.get(&sid) else {
+            return;
+        };
+        let tag = to_tag_for(&self.tag_key, p.request.headers());
+        let bytes = build_response(
+            p.request.headers(),
+            status,
+            reason_phrase(status),
+            Some(tag.as_bytes()),
+            extra,
+            None,
+        );
+        let _ = self.layer.send_response(now, sid, bytes, status);
+    }
+
+    /// Answers a request without a transaction (invalid, looping, flooding, overload).
+    fn stateless_reply(&mut self, msg: &Message, to: Target, status: u16, extra: &[(&str, &[u8])]) {
+        if msg.method() == Some(Method::Ack) {
+            return;
+        }
+        let tag = to_tag_for(&self.tag_key, msg.headers());
+        let bytes = build_response(
+            msg.headers(),
+            status,
+            reason_phrase(status),
+            Some(tag.as_bytes()),
+            extra,
+            None,
+        );
+        self.send(to, None, bytes);
+    }
+
+    /// Forwards an ACK for a 2xx statelessly (§16.11), loose-routed like any in-dialog
+    /// request, with a branch derived from the incoming one so retransmissions match.
+    fn forward_ack(&mut self, msg: Message, from_side: Side) {
+        let to_side = from_side.other();
+        let Some((target, name, pops)) = self.next_hop(&msg, to_side) else {
+            self.stats.no_route += 1;
+            return;
+        };
+        let Some(egress) = self.routing.egress(to_side, target.transport).cloned() else {
+            return;
+        };
+        let incoming = msg.top_via().ok().and_then(|v| v.branch()).unwrap_or(b"");
+        let via = format!(
+            "SIP/2.0/{} {};branch={BRANCH_PREFIX}a{:016x}",
+            target.transport.via_token(),
+            egress.advertise,
+            fnv1a(incoming)
+        );
+        let mut e = Editor::new(&msg);
+        if e.push_via(via.as_bytes()).is_err() || e.decrement_max_forwards().is_err() {
+            return;
+        }
+        for _ in 0..pops {
+            if e.pop_route().is_err() {
+                return;
+            }
+        }
+        for h in &self.strip[idx(to_side)] {
+            e.remove_headers(h.as_bytes());
+        }
+        let bytes = e.finish();
+        self.stats.forwarded_requests += 1;
+        self.send(target, name, bytes);
+    }
+
+    /// Logs a destination's health change.
+    fn health(&mut self, side: Side, change: Option<HealthChange>) {
+        if let Some(c) = change {
+            let name = &self.sets[idx(side)].dest(c.id).name;
+            if c.up {
+                tracing::info!(side = side.as_str(), dest = %name, "destination up");
+            } else {
+                tracing::warn!(side = side.as_str(), dest = %name, "destination down");
+            }
+        }
+    }
+
+    pub(super) fn send(&mut self, to: Target, tls_name: Option<String>, bytes: Bytes) {
+        self.out.push(Output {
+            to,
+            tls_name,
+            bytes,
+        });
+    }
+
+    /// Moves the layer's actions to the output and reacts to timeouts and terminations.
+    fn drain_layer(&mut self, now: Millis) {
+        while let Some(a) = self.layer.poll_action() {
+            match a {
+                Action::Send { to, bytes } => {
+                    let name = self.tls_names.get(&to).cloned();
+                    self.send(to, name, bytes);
+                }
+                Action::ClientTimedOut {
+                    client,
+                    server,
+                    expiry,
+                } => self.on_client_timeout(now, client, server, expiry),
+                Action::Terminated(TxId::Server(sid)) => {
+                    self.pending.remove(&sid);
+                }
+                Action::Terminated(TxId::Client(cid)) => {
+                    self.clients.remove(&cid);
+                }
+            }
+        }
+        while let Some(ev) = self.layer.poll_event() {
+            self.policy.observe(&ev);
+        }
+    }
+
+    fn on_client_timeout(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        server: Option<ServerId>,
+        expiry: Expiry,
+    ) {
+        match self.clients.get(&client).copied() {
+            Some(ClientRole::Probe(side, dest)) => {
+                let change = self.sets[idx(side)].on_probe_result(dest, false, now);
+                self.health(side, change);
+            }
+            Some(ClientRole::Forward(sid, dest)) => match expiry {
+                Expiry::TimerB | Expiry::TimerF => {
+                    if let Some((side, d)) = dest {
+                        let change = self.sets[idx(side)].on_call_result(d, false, now);
+                        self.health(side, change);
+                    }
+                    let retry =
+                        dest.is_some() && self.pending.get(&sid).is_some_and(|p| p.out_of_dialog);
+                    if retry {
+                        self.stats.failovers += 1;
+                        self.forward_to_next(now, sid);
+                    } else {
+                        self.answer(now, sid, 408, &[]);
+                    }
+                }
+                Expiry::CancelUnanswered => self.answer(now, sid, 487, &[]),
+                _ => {}
+            },
+            None => {
+                if let Some(sid) = server {
+                    self.answer(now, sid, 408, &[]);
+                }
+            }
+        }
+    }
+}
+
+/// FNV-1a, for deriving stable branch ids from incoming ones.
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl Proxy {
+    /// Sends an OPTIONS health probe to a destination (RFC 3261 §11; Kamailio dispatcher
+    /// style). Its result feeds the destination's health.
+    fn send_probe(&mut self, now: Millis, side: Side, dest: DestId) {
+        let d = self.sets[idx(side)].dest(dest);
+        let (target, name) = (d.target, d.tls_name.clone());
+        let Some(egress) = self.routing.egress(side, target.transport).cloned() else {
+            return;
+        };
+        self.next_branch += 1;
+        let n = self.next_branch;
+        let via = self.new_via(&egress.advertise, target.transport);
+        let host = name.clone().unwrap_or_else(|| target.addr.to_string());
+        let text = format!(
+            "OPTIONS sip:{host} SIP/2.0\r\n\
+             Via: {via}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:ocedge@{adv}>;tag=p{shard:x}.{n:x}\r\n\
+             To: <sip:{host}>\r\n\
+             Call-ID: probe.{shard:x}.{n:x}@{adv}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Contact: <sip:{adv};transport={t}>\r\n\
+             Content-Length: 0\r\n\r\n",
+            adv = egress.advertise,
+            shard = self.shard,
+            t = target.transport.as_str(),
+        );
+        let Ok(msg) = Message::parse(Bytes::from(text), &Limits::DEFAULT) else {
+            return;
+        };
+        if let Ok(cid) = self.layer.send_request(now, None, msg, target) {
+            self.stats.probes_sent += 1;
+            self.clients.insert(cid, ClientRole::Probe(side, dest));
+            if let Some(n) = name {
+                self.tls_names.insert(target, n);
+            }
+        }
+    }
+}
+
+impl Proxy {
+    /// Handles a message the parser refused: a request from an allowed source is answered
+    /// with the status the first look decides (when its headers could be read); anything else
+    /// is dropped.
+    pub fn handle_unparsed(&mut self, failure: &ParseFailure, source: Target, listener: usize) {
+        let Some(side) = self.routing.listener(listener).map(|l| l.side) else {
+            return;
+        };
+        if !self.routing.acl(side).allows(source.addr.ip()) {
+            self.stats.acl_dropped += 1;
+            return;
+        }
+        let d = validate::decide_failure(failure);
+        match (&d, &failure.headers) {
+            (Decision::Reply { .. }, Some(headers)) => {
+                self.stats.rejected_invalid += 1;
+                let tag = to_tag_for(&self.tag_key, headers);
+                if let Some(bytes) = reply_for(&d, headers, tag.as_bytes()) {
+                    self.send(source, None, bytes);
+                }
+            }
+            _ => self.stats.dropped_invalid += 1,
+        }
+    }
+}

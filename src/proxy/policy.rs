@@ -1,0 +1,44 @@
+//! The seam where the number policy (issue 4) and call timing (issue 5) plug into the proxy.
+//!
+//! A [`Policy`] decides on every new out-of-dialog request before it is forwarded, and
+//! observes every transaction event. The proxy owns one per shard and calls it inline, so
+//! implementations must be fast and must not block (lookups in a lock-free table, appends
+//! to a bounded queue).
+
+use crate::config::Side;
+use crate::proxy::transaction::{Event, Millis};
+use crate::sip::Message;
+
+/// A policy's decision on a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Refuse it with this status and reason phrase.
+    Reject {
+        /// Status code (4xx–6xx).
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+}
+
+/// Decides on requests and observes transactions; see the module documentation.
+pub trait Policy: Send {
+    /// Called for each new out-of-dialog request received on `side`, after validation, ACL
+    /// and flood control, before a destination is chosen.
+    fn check(&mut self, now: Millis, side: Side, msg: &Message) -> Verdict;
+
+    /// Called for every transaction event, in order.
+    fn observe(&mut self, _event: &Event) {}
+}
+
+/// The policy until the number policy lands: allows everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Policy for AllowAll {
+    fn check(&mut self, _now: Millis, _side: Side, _msg: &Message) -> Verdict {
+        Verdict::Allow
+    }
+}
