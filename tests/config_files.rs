@@ -1,14 +1,16 @@
-//! Every file in `config/` loads; an unknown key injected into any of its tables is refused
+//! Every file in `config/` and `bench/` loads; an unknown key injected into any of its tables is refused
 //! with the key named.
 
 use std::path::PathBuf;
 
 use ocedge::config::Config;
 
+/// Every shipped configuration: `config/*.toml` and the benchmark configs `bench/*.toml`.
 fn config_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["config", "bench"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();

@@ -121,10 +121,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let running = start(&cfg).await?;
-    for (i, l) in cfg.listen.iter().enumerate() {
-        let addr = running.transports.local_addr(i);
-        tracing::info!(side = l.side.as_str(), transport = l.transport.as_str(), addr = ?addr, "listening");
-    }
+    tracing::info!(listeners = cfg.listen.len(), "ocedge running");
     wait_for_signal().await?;
     tracing::info!("shutting down");
     running.stop().await;
