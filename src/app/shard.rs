@@ -68,7 +68,11 @@ pub async fn run(
             proxy.handle_timeout(now);
         }
         for out in proxy.drain_output() {
-            if let Err(e) = transports.send(out.to, out.tls_name.as_deref(), out.bytes) {
+            let sent = match out.side {
+                Some(side) => transports.send_on(side, out.to, out.tls_name.as_deref(), out.bytes),
+                None => transports.send(out.to, out.tls_name.as_deref(), out.bytes),
+            };
+            if let Err(e) = sent {
                 tracing::debug!(to = %out.to.addr, error = %e, "send failed");
             }
         }

@@ -55,6 +55,9 @@ pub struct Output {
     pub to: Target,
     /// The TLS name to verify when a new TLS connection must be opened.
     pub tls_name: Option<String>,
+    /// The side the destination is on, so UDP leaves from that side's socket (the peer
+    /// sees answers come from the address it sent to); `None` when unknown.
+    pub side: Option<Side>,
     /// The message.
     pub bytes: Bytes,
 }
@@ -93,6 +96,7 @@ pub(super) enum ClientRole {
 /// Per server transaction we forwarded (or are about to).
 struct Pending {
     request: Message,
+    source: Target,
     from_side: Side,
     out_of_dialog: bool,
     tried: Vec<DestId>,
@@ -111,9 +115,12 @@ pub struct Proxy {
     retry_after: String,
     next_branch: u64,
     pending: HashMap<ServerId, Pending>,
-    clients: HashMap<ClientId, ClientRole>,
+    clients: HashMap<ClientId, (ClientRole, Target)>,
     /// TLS names of the peers we sent to (for connections the transport must open).
     tls_names: HashMap<Target, String>,
+    /// The side of every address a live transaction talks to, reference-counted by
+    /// transaction (bounded by the transaction table).
+    sides: HashMap<Target, (Side, u32)>,
     out: Vec<Output>,
     stats: ProxyStats,
 }
@@ -142,6 +149,7 @@ impl Proxy {
             pending: HashMap::new(),
             clients: HashMap::new(),
             tls_names: HashMap::new(),
+            sides: HashMap::new(),
             out: Vec::new(),
             stats: ProxyStats::default(),
         }
@@ -215,7 +223,7 @@ impl Proxy {
                 self.stats.rejected_invalid += 1;
                 let tag = to_tag_for(&self.tag_key, r.msg.headers());
                 if let Some(bytes) = reply_for(&d, r.msg.headers(), tag.as_bytes()) {
-                    self.send(r.source, None, bytes);
+                    self.send(r.source, Some(side), None, bytes);
                 }
                 return;
             }
@@ -229,7 +237,7 @@ impl Proxy {
             .is_ok_and(|v| v.iter().any(|v| self.routing.is_our_via(v)))
         {
             self.stats.loops += 1;
-            self.stateless_reply(&r.msg, r.source, 482, &[]);
+            self.stateless_reply(&r.msg, r.source, side, 482, &[]);
             return;
         }
         let method = r.msg.method();
@@ -240,7 +248,13 @@ impl Proxy {
                 FloodVerdict::RejectFirst { .. } => {
                     self.stats.flood_rejected += 1;
                     let ra = self.retry_after.clone();
-                    self.stateless_reply(&r.msg, r.source, 503, &[("Retry-After", ra.as_bytes())]);
+                    self.stateless_reply(
+                        &r.msg,
+                        r.source,
+                        side,
+                        503,
+                        &[("Retry-After", ra.as_bytes())],
+                    );
                     return;
                 }
                 FloodVerdict::Drop => {
@@ -250,7 +264,9 @@ impl Proxy {
             }
         }
         match self.layer.on_request(now, &r.msg, r.source) {
-            RequestOutcome::New(sid) => self.new_request(now, sid, r.msg, side, in_dialog),
+            RequestOutcome::New(sid) => {
+                self.new_request(now, sid, r.msg, r.source, side, in_dialog)
+            }
             RequestOutcome::AckPassThrough { .. } => self.forward_ack(r.msg, side),
             RequestOutcome::Cancel { invite, .. } => {
                 if self.layer.cancel_branches(now, invite) == 0 {
@@ -259,9 +275,9 @@ impl Proxy {
             }
             RequestOutcome::Overloaded => {
                 self.stats.overloaded += 1;
-                self.stateless_reply(&r.msg, r.source, 503, &[]);
+                self.stateless_reply(&r.msg, r.source, side, 503, &[]);
             }
-            RequestOutcome::Invalid(_) => self.stateless_reply(&r.msg, r.source, 400, &[]),
+            RequestOutcome::Invalid(_) => self.stateless_reply(&r.msg, r.source, side, 400, &[]),
             RequestOutcome::Retransmission(_)
             | RequestOutcome::AckAbsorbed(_)
             | RequestOutcome::CancelAnswered { .. } => {}
@@ -273,14 +289,17 @@ impl Proxy {
         now: Millis,
         sid: ServerId,
         msg: Message,
+        source: Target,
         side: Side,
         in_dialog: bool,
     ) {
         let to_side = side.other();
+        self.side_ref(source, side);
         self.pending.insert(
             sid,
             Pending {
                 request: msg.clone(),
+                source,
                 from_side: side,
                 out_of_dialog: !in_dialog,
                 tried: Vec::new(),
@@ -378,8 +397,11 @@ impl Proxy {
         match self.layer.send_request(now, Some(sid), out, target) {
             Ok(cid) => {
                 self.stats.forwarded_requests += 1;
-                self.clients
-                    .insert(cid, ClientRole::Forward(sid, dest.map(|d| (to_side, d))));
+                self.clients.insert(
+                    cid,
+                    (ClientRole::Forward(sid, dest.map(|d| (to_side, d))), target),
+                );
+                self.side_ref(target, to_side);
                 if let Some(n) = name {
                     self.tls_names.insert(target, n);
                 }
@@ -468,7 +490,7 @@ impl Proxy {
                 client,
                 server,
                 status,
-            } => match self.clients.get(&client).copied() {
+            } => match self.clients.get(&client).map(|c| c.0) {
                 Some(ClientRole::Probe(side, dest)) => {
                     if status >= 200 {
                         let ok = status < 500 && status != 408;
@@ -544,7 +566,14 @@ impl Proxy {
     }
 
     /// Answers a request without a transaction (invalid, looping, flooding, overload).
-    fn stateless_reply(&mut self, msg: &Message, to: Target, status: u16, extra: &[(&str, &[u8])]) {
+    fn stateless_reply(
+        &mut self,
+        msg: &Message,
+        to: Target,
+        side: Side,
+        status: u16,
+        extra: &[(&str, &[u8])],
+    ) {
         if msg.method() == Some(Method::Ack) {
             return;
         }
@@ -557,7 +586,7 @@ impl Proxy {
             extra,
             None,
         );
-        self.send(to, None, bytes);
+        self.send(to, Some(side), None, bytes);
     }
 
     /// Forwards an ACK for a 2xx statelessly (§16.11), loose-routed like any in-dialog
@@ -592,7 +621,7 @@ impl Proxy {
         }
         let bytes = e.finish();
         self.stats.forwarded_requests += 1;
-        self.send(target, name, bytes);
+        self.send(target, Some(to_side), name, bytes);
     }
 
     /// Logs a destination's health change.
@@ -607,12 +636,34 @@ impl Proxy {
         }
     }
 
-    pub(super) fn send(&mut self, to: Target, tls_name: Option<String>, bytes: Bytes) {
+    pub(super) fn send(
+        &mut self,
+        to: Target,
+        side: Option<Side>,
+        tls_name: Option<String>,
+        bytes: Bytes,
+    ) {
         self.out.push(Output {
             to,
             tls_name,
+            side,
             bytes,
         });
+    }
+
+    fn side_ref(&mut self, t: Target, side: Side) {
+        let e = self.sides.entry(t).or_insert((side, 0));
+        e.0 = side;
+        e.1 += 1;
+    }
+
+    fn side_unref(&mut self, t: Target) {
+        if let Some(e) = self.sides.get_mut(&t) {
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                self.sides.remove(&t);
+            }
+        }
     }
 
     /// Moves the layer's actions to the output and reacts to timeouts and terminations.
@@ -621,7 +672,8 @@ impl Proxy {
             match a {
                 Action::Send { to, bytes } => {
                     let name = self.tls_names.get(&to).cloned();
-                    self.send(to, name, bytes);
+                    let side = self.sides.get(&to).map(|s| s.0);
+                    self.send(to, side, name, bytes);
                 }
                 Action::ClientTimedOut {
                     client,
@@ -629,10 +681,14 @@ impl Proxy {
                     expiry,
                 } => self.on_client_timeout(now, client, server, expiry),
                 Action::Terminated(TxId::Server(sid)) => {
-                    self.pending.remove(&sid);
+                    if let Some(p) = self.pending.remove(&sid) {
+                        self.side_unref(p.source);
+                    }
                 }
                 Action::Terminated(TxId::Client(cid)) => {
-                    self.clients.remove(&cid);
+                    if let Some((_, target)) = self.clients.remove(&cid) {
+                        self.side_unref(target);
+                    }
                 }
             }
         }
@@ -648,7 +704,7 @@ impl Proxy {
         server: Option<ServerId>,
         expiry: Expiry,
     ) {
-        match self.clients.get(&client).copied() {
+        match self.clients.get(&client).map(|c| c.0) {
             Some(ClientRole::Probe(side, dest)) => {
                 let change = self.sets[idx(side)].on_probe_result(dest, false, now);
                 self.health(side, change);
@@ -719,7 +775,9 @@ impl Proxy {
         };
         if let Ok(cid) = self.layer.send_request(now, None, msg, target) {
             self.stats.probes_sent += 1;
-            self.clients.insert(cid, ClientRole::Probe(side, dest));
+            self.clients
+                .insert(cid, (ClientRole::Probe(side, dest), target));
+            self.side_ref(target, side);
             if let Some(n) = name {
                 self.tls_names.insert(target, n);
             }
@@ -745,7 +803,7 @@ impl Proxy {
                 self.stats.rejected_invalid += 1;
                 let tag = to_tag_for(&self.tag_key, headers);
                 if let Some(bytes) = reply_for(&d, headers, tag.as_bytes()) {
-                    self.send(source, None, bytes);
+                    self.send(source, Some(side), None, bytes);
                 }
             }
             _ => self.stats.dropped_invalid += 1,
