@@ -127,7 +127,8 @@ impl Config {
         for (i, l) in self.listen.iter().enumerate() {
             // UDP and TCP may share a port; two listeners of one kind may not.
             let kind = if l.transport == Transport::Udp { 0 } else { 1 };
-            if !seen.insert((l.addr, kind)) {
+            // Port 0 asks the system for a free port: never a clash.
+            if l.addr.port() != 0 && !seen.insert((l.addr, kind)) {
                 err(
                     format!("listen[{i}].addr"),
                     "another listener already uses this address",

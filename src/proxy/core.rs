@@ -319,20 +319,23 @@ impl Proxy {
             self.stats.policy_rejected += 1;
             return self.answer(now, sid, status, &[]);
         }
-        self.forward_to_next(now, sid);
+        if !self.forward_to_next(now, sid) {
+            self.stats.no_destination += 1;
+            self.answer(now, sid, 503, &[]);
+        }
     }
 
-    /// Picks the next untried destination of the other side and forwards there; 503 when
-    /// none is left.
-    fn forward_to_next(&mut self, now: Millis, sid: ServerId) {
+    /// Picks the next untried destination of the other side and forwards there. False when
+    /// none is left: the caller answers (503 when nothing could be tried, 408 after a timeout,
+    /// the last response otherwise — RFC 3261 §16.7 step 6).
+    fn forward_to_next(&mut self, now: Millis, sid: ServerId) -> bool {
         let Some(p) = self.pending.get(&sid) else {
-            return;
+            return true;
         };
         let to_side = p.from_side.other();
         let tried = p.tried.clone();
         let Some(dest) = self.sets[idx(to_side)].pick(&tried) else {
-            self.stats.no_destination += 1;
-            return self.answer(now, sid, 503, &[]);
+            return false;
         };
         let d = self.sets[idx(to_side)].dest(dest);
         let (target, name) = (d.target, d.tls_name.clone());
@@ -342,6 +345,7 @@ impl Proxy {
         let request = self.pending[&sid].request.clone();
         let pops = self.our_route_pops(&request);
         self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
+        true
     }
 
     fn forward_in_dialog(&mut self, now: Millis, sid: ServerId, msg: &Message, to_side: Side) {
@@ -527,9 +531,9 @@ impl Proxy {
                 self.health(side, change);
                 let retry = is_failover_status(status)
                     && self.pending.get(&sid).is_some_and(|p| p.out_of_dialog);
-                if retry {
+                if retry && self.forward_to_next(now, sid) {
                     self.stats.failovers += 1;
-                    return self.forward_to_next(now, sid);
+                    return;
                 }
             }
         }
@@ -717,9 +721,8 @@ impl Proxy {
                     }
                     let retry =
                         dest.is_some() && self.pending.get(&sid).is_some_and(|p| p.out_of_dialog);
-                    if retry {
+                    if retry && self.forward_to_next(now, sid) {
                         self.stats.failovers += 1;
-                        self.forward_to_next(now, sid);
                     } else {
                         self.answer(now, sid, 408, &[]);
                     }
