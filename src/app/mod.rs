@@ -1,42 +1,27 @@
 //! The daemon: wires configuration, transports and the proxy core together and runs them
 //! until cancelled.
 //!
-//! Tasks:
-//! - the transports' receive loops (one per UDP socket, one per stream connection) parse
-//!   each message on the receiving task — so parsing uses every core — and hand it to the
-//!   proxy task through a bounded queue (full queue: the message is dropped and counted;
-//!   UDP peers retransmit, stream peers are never blocked);
-//! - one proxy task owns the sans-IO [`Proxy`] (transactions, routing, health, flood
-//!   control): it feeds it messages and timer ticks and passes what it returns to the
-//!   transports. One task keeps every call's state in one place; its per-message work is
-//!   a few microseconds, well below what one core can do at the target call rate.
+//! Tasks: the transports' receive loops (one per UDP socket, one per stream connection)
+//! parse each message on the receiving task — so parsing uses every core — and hand it to
+//! the proxy inline (see [`shard`]); one timer task runs the proxy's timers and probes.
 
 mod shard;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
-
 use anyhow::Context;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Side};
 use crate::proxy::acl::Acl;
-use crate::proxy::core::{Proxy, ProxySetup, Received};
+use crate::proxy::core::{Proxy, ProxySetup};
 use crate::proxy::dispatch::DestSet;
 use crate::proxy::flood::FloodControl;
 use crate::proxy::policy::AllowAll;
 use crate::proxy::route::{ListenerInfo, Peer, Routing};
 use crate::proxy::transaction::{LayerConfig, Millis, Timers};
-use crate::sip::{Limits, Message};
-use crate::transport::{Inbound, Sink, Target, TransportSetup, Transports};
+use crate::transport::{Target, TransportSetup, Transports};
 
-pub use shard::Input;
-
-/// Capacity of the queue between the receive loops and the proxy task.
-const QUEUE: usize = 65_536;
+use shard::Shard;
 
 /// A running gateway: its transports and the handle to stop it.
 pub struct Running {
@@ -46,8 +31,6 @@ pub struct Running {
     pub cancel: CancellationToken,
     /// Tracks every task, to wait for them after cancelling.
     pub tracker: TaskTracker,
-    /// Messages dropped because the proxy queue was full.
-    pub queue_drops: Arc<AtomicU64>,
 }
 
 impl Running {
@@ -59,62 +42,22 @@ impl Running {
     }
 }
 
-/// Parses on the receiving task and queues for the proxy task.
-struct QueueSink {
-    tx: mpsc::Sender<Input>,
-    limits: Limits,
-    drops: Arc<AtomicU64>,
-}
-
-impl Sink for QueueSink {
-    fn deliver(&self, m: Inbound) {
-        let input = match Message::parse(m.bytes, &self.limits) {
-            Ok(msg) => Input::Message(Received {
-                msg,
-                source: m.source,
-                listener: m.listener,
-            }),
-            Err(failure) => Input::Unparsed {
-                failure,
-                source: m.source,
-                listener: m.listener,
-            },
-        };
-        if self.tx.try_send(input).is_err() {
-            self.drops.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Starts the gateway described by `cfg` on the current tokio runtime.
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let setup = TransportSetup::from_config(cfg).context("preparing transports")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let drops = Arc::new(AtomicU64::new(0));
-    let sink = Arc::new(QueueSink {
-        tx,
-        limits: cfg.limits,
-        drops: drops.clone(),
-    });
-    let transports = Transports::start(&setup, sink, cancel.clone(), &tracker)
+    let shard = Shard::new(cfg.limits);
+    let transports = Transports::start(&setup, shard.clone(), cancel.clone(), &tracker)
         .await
         .context("starting listeners")?;
     let proxy = build_proxy(cfg, &transports)?;
-    let epoch = Instant::now();
-    tracker.spawn(shard::run(
-        proxy,
-        rx,
-        transports.clone(),
-        cancel.clone(),
-        epoch,
-    ));
+    shard.install(proxy, transports.clone());
+    tracker.spawn(shard.timers(cancel.clone()));
     Ok(Running {
         transports,
         cancel,
         tracker,
-        queue_drops: drops,
     })
 }
 

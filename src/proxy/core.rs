@@ -97,6 +97,10 @@ pub(super) enum ClientRole {
 struct Pending {
     request: Message,
     source: Target,
+    /// The listener the request arrived on: the caller-side Record-Route names it.
+    listener: usize,
+    /// A CANCEL arrived: no new branch may be started (RFC 3261 §16.10).
+    cancelled: bool,
     from_side: Side,
     out_of_dialog: bool,
     tried: Vec<DestId>,
@@ -265,10 +269,13 @@ impl Proxy {
         }
         match self.layer.on_request(now, &r.msg, r.source) {
             RequestOutcome::New(sid) => {
-                self.new_request(now, sid, r.msg, r.source, side, in_dialog)
+                self.new_request(now, sid, r.msg, r.source, r.listener, side, in_dialog)
             }
             RequestOutcome::AckPassThrough { .. } => self.forward_ack(r.msg, side),
             RequestOutcome::Cancel { invite, .. } => {
+                if let Some(p) = self.pending.get_mut(&invite) {
+                    p.cancelled = true;
+                }
                 if self.layer.cancel_branches(now, invite) == 0 {
                     self.answer(now, invite, 487, &[]);
                 }
@@ -290,6 +297,7 @@ impl Proxy {
         sid: ServerId,
         msg: Message,
         source: Target,
+        listener: usize,
         side: Side,
         in_dialog: bool,
     ) {
@@ -300,6 +308,8 @@ impl Proxy {
             Pending {
                 request: msg.clone(),
                 source,
+                listener,
+                cancelled: false,
                 from_side: side,
                 out_of_dialog: !in_dialog,
                 tried: Vec::new(),
@@ -332,6 +342,9 @@ impl Proxy {
         let Some(p) = self.pending.get(&sid) else {
             return true;
         };
+        if p.cancelled {
+            return false;
+        }
         let to_side = p.from_side.other();
         let tried = p.tried.clone();
         let Some(dest) = self.sets[idx(to_side)].pick(&tried) else {
@@ -392,7 +405,8 @@ impl Proxy {
         dest: Option<DestId>,
         pops: usize,
     ) {
-        let Some(bytes) = self.edit_request(msg, to_side, target, pops) else {
+        let ingress = self.pending.get(&sid).map(|p| p.listener);
+        let Some(bytes) = self.edit_request(msg, to_side, target, pops, ingress) else {
             return self.answer(now, sid, 500, &[]);
         };
         let Ok(out) = Message::parse(bytes, &Limits::DEFAULT) else {
@@ -426,6 +440,7 @@ impl Proxy {
         to_side: Side,
         target: Target,
         pops: usize,
+        ingress: Option<usize>,
     ) -> Option<Bytes> {
         let egress = self.routing.egress(to_side, target.transport)?.clone();
         let via = self.new_via(&egress.advertise, target.transport);
@@ -435,7 +450,12 @@ impl Proxy {
         ) && msg.to_hdr().is_ok_and(|t| t.tag().is_none());
         let from_side = to_side.other();
         let (rr_in, rr_out) = if dialog_creating {
-            let ingress = self.routing.egress(from_side, target.transport)?;
+            // The caller-side entry names the listener the request really arrived on, so
+            // the caller's in-dialog requests come back the way it first reached us.
+            let ingress = match ingress.and_then(|i| self.routing.listener(i)) {
+                Some(l) => l,
+                None => self.routing.egress(from_side, target.transport)?,
+            };
             (
                 record_route(&ingress.advertise, ingress.transport),
                 record_route(&egress.advertise, egress.transport),
@@ -524,9 +544,15 @@ impl Proxy {
         status: u16,
         msg: &Message,
     ) {
+        if status == 100 {
+            // RFC 3261 §16.7 step 5: a 100 is hop by hop; ours was sent already.
+            return;
+        }
         if status >= 200 {
             if let Some((side, d)) = dest {
-                let ok = !(is_failover_status(status) || status >= 500);
+                // Only a timeout, 408 or 503 says the destination itself is unwell; any other
+                // answer (a 500 for one call included) proves it alive.
+                let ok = !is_failover_status(status);
                 let change = self.sets[idx(side)].on_call_result(d, ok, now);
                 self.health(side, change);
                 let retry = is_failover_status(status)
@@ -721,8 +747,11 @@ impl Proxy {
                     }
                     let retry =
                         dest.is_some() && self.pending.get(&sid).is_some_and(|p| p.out_of_dialog);
+                    let cancelled = self.pending.get(&sid).is_some_and(|p| p.cancelled);
                     if retry && self.forward_to_next(now, sid) {
                         self.stats.failovers += 1;
+                    } else if cancelled {
+                        self.answer(now, sid, 487, &[]);
                     } else {
                         self.answer(now, sid, 408, &[]);
                     }

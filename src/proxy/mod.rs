@@ -20,3 +20,6 @@ pub mod policy;
 pub mod route;
 pub mod stats;
 pub mod transaction;
+
+#[cfg(test)]
+mod core_tests;

@@ -164,8 +164,17 @@ impl Out {
 
     /// The only message labelled `label` sent to `t`.
     pub fn one(&self, t: Target, label: &str) -> &Sent {
-        let m: Vec<&Sent> = self.to(t).into_iter().filter(|s| s.label() == label).collect();
-        assert_eq!(m.len(), 1, "one {label} to {t} expected in {:?}", self.all());
+        let m: Vec<&Sent> = self
+            .to(t)
+            .into_iter()
+            .filter(|s| s.label() == label)
+            .collect();
+        assert_eq!(
+            m.len(),
+            1,
+            "one {label} to {t} expected in {:?}",
+            self.all()
+        );
         m[0]
     }
 
@@ -326,12 +335,7 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
     ];
     let peer_ips: Vec<_> = peers.iter().map(|p| p.target.addr.ip()).collect();
     let acl = |net: &str| Acl::new(&[net.parse().unwrap()]);
-    let routing = Routing::new(
-        listeners,
-        peers,
-        acl("52.112.0.0/14"),
-        acl("192.0.2.0/24"),
-    );
+    let routing = Routing::new(listeners, peers, acl("52.112.0.0/14"), acl("192.0.2.0/24"));
     let layer = LayerConfig {
         timers: Timers {
             t1: Duration::from_millis(T1),

@@ -140,7 +140,8 @@ pub enum TxEvent {
         /// For a client transaction, the server transaction it was created for.
         parent: Option<ServerId>,
     },
-    /// A provisional response (each one, retransmissions excluded).
+    /// A provisional response: each one a client transaction receives (reliable provisionals,
+    /// RFC 3262, may repeat, and are reported each time) or a server transaction sends.
     Provisional(u16),
     /// The first final response (later 2xx of a forked INVITE are not reported again).
     Final(u16),
