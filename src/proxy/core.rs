@@ -268,9 +268,7 @@ impl Proxy {
             }
         }
         match self.layer.on_request(now, &r.msg, r.source) {
-            RequestOutcome::New(sid) => {
-                self.new_request(now, sid, r.msg, r.source, r.listener, side, in_dialog)
-            }
+            RequestOutcome::New(sid) => self.new_request(now, sid, r, side, in_dialog),
             RequestOutcome::AckPassThrough { .. } => self.forward_ack(r.msg, side),
             RequestOutcome::Cancel { invite, .. } => {
                 if let Some(p) = self.pending.get_mut(&invite) {
@@ -295,12 +293,15 @@ impl Proxy {
         &mut self,
         now: Millis,
         sid: ServerId,
-        msg: Message,
-        source: Target,
-        listener: usize,
+        r: Received,
         side: Side,
         in_dialog: bool,
     ) {
+        let Received {
+            msg,
+            source,
+            listener,
+        } = r;
         let to_side = side.other();
         self.side_ref(source, side);
         self.pending.insert(
