@@ -7,7 +7,8 @@
 //! - requests: source ACL (drop, never answer) → stateless first look (`sip::validate`) →
 //!   loop detection (482) → flood control for out-of-dialog requests → transaction layer →
 //!   for a new transaction: OPTIONS to us answered 200, policy check, destination choice
-//!   (SBC set or Microsoft targets, 503 when none is up), forward edit, client transaction;
+//!   (SBC set or Microsoft targets, 503 when none is up), forward edit (with the Request-URI
+//!   the policy may have asked for), client transaction;
 //!   in-dialog requests are loose-routed to a configured peer or an ACL address;
 //! - responses: matched to their client transaction, our Via popped, forwarded on the server
 //!   transaction; a 408/503/timeout of an out-of-dialog request fails over to the next
@@ -101,6 +102,8 @@ struct Pending {
     listener: usize,
     /// A CANCEL arrived: no new branch may be started (RFC 3261 §16.10).
     cancelled: bool,
+    /// The Request-URI the policy asked for.
+    rewrite: Option<String>,
     from_side: Side,
     out_of_dialog: bool,
     tried: Vec<DestId>,
@@ -311,6 +314,7 @@ impl Proxy {
                 source,
                 listener,
                 cancelled: false,
+                rewrite: None,
                 from_side: side,
                 out_of_dialog: !in_dialog,
                 tried: Vec::new(),
@@ -326,9 +330,17 @@ impl Proxy {
         {
             return self.answer(now, sid, 200, &[("Allow", ALLOW.as_bytes())]);
         }
-        if let Verdict::Reject { status, .. } = self.policy.check(now, side, &msg) {
-            self.stats.policy_rejected += 1;
-            return self.answer(now, sid, status, &[]);
+        match self.policy.check(now, side, &msg) {
+            Verdict::Allow => {}
+            Verdict::AllowRewrite { request_uri } => {
+                if let Some(p) = self.pending.get_mut(&sid) {
+                    p.rewrite = Some(request_uri);
+                }
+            }
+            Verdict::Reject { status, reason } => {
+                self.stats.policy_rejected += 1;
+                return self.answer_with_reason(now, sid, status, &reason);
+            }
         }
         if !self.forward_to_next(now, sid) {
             self.stats.no_destination += 1;
@@ -407,7 +419,9 @@ impl Proxy {
         pops: usize,
     ) {
         let ingress = self.pending.get(&sid).map(|p| p.listener);
-        let Some(bytes) = self.edit_request(msg, to_side, target, pops, ingress) else {
+        let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
+        let Some(bytes) = self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
+        else {
             return self.answer(now, sid, 500, &[]);
         };
         let Ok(out) = Message::parse(bytes, &Limits::DEFAULT) else {
@@ -442,6 +456,7 @@ impl Proxy {
         target: Target,
         pops: usize,
         ingress: Option<usize>,
+        request_uri: Option<&str>,
     ) -> Option<Bytes> {
         let egress = self.routing.egress(to_side, target.transport)?.clone();
         let via = self.new_via(&egress.advertise, target.transport);
@@ -469,6 +484,9 @@ impl Proxy {
         e.decrement_max_forwards().ok()?;
         for _ in 0..pops {
             e.pop_route().ok()?;
+        }
+        if let Some(uri) = request_uri {
+            e.set_request_uri(uri.as_bytes()).ok()?;
         }
         if dialog_creating {
             e.push_record_route(rr_in.as_bytes()).ok()?;
@@ -577,6 +595,18 @@ impl Proxy {
         if self.layer.send_response(now, sid, bytes, status).is_ok() {
             self.stats.forwarded_responses += 1;
         }
+    }
+
+    /// Answers a server transaction ourselves with a policy's reason phrase.
+    fn answer_with_reason(&mut self, now: Millis, sid: ServerId, status: u16, reason: &str) {
+        let Some(p) = self.pending.get(&sid) else {
+            return;
+        };
+        let tag = to_tag_for(&self.tag_key, p.request.headers());
+        let printable = !reason.is_empty() && reason.bytes().all(|b| (0x20..0x7f).contains(&b));
+        let phrase = if printable { reason } else { reason_phrase(status) };
+        let bytes = build_response(p.request.headers(), status, phrase, Some(tag.as_bytes()), &[], None);
+        let _ = self.layer.send_response(now, sid, bytes, status);
     }
 
     /// Answers a server transaction ourselves.

@@ -14,6 +14,11 @@ use crate::sip::Message;
 pub enum Verdict {
     /// Forward it.
     Allow,
+    /// Forward it with this Request-URI (e.g. the number's assigned SIP URI).
+    AllowRewrite {
+        /// The new Request-URI.
+        request_uri: String,
+    },
     /// Refuse it with this status and reason phrase.
     Reject {
         /// Status code (4xx–6xx).

@@ -541,6 +541,7 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
     let mut list: Vec<Header> = Vec::with_capacity(24);
     let mut at = lf + 1;
     let mut bad_line = None;
+    let mut skipping = false;
     loop {
         let Some(lf) = line_end(at)? else {
             if at == buf.len() {
@@ -566,7 +567,11 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
             });
         }
         let first = window.get(at).copied().unwrap_or(b'\r');
-        if first == b' ' || first == b'\t' {
+        if (first == b' ' || first == b'\t') && skipping {
+            // Continuation of a header line that could not be read: skipped with it, never
+            // glued onto the previous good header (whose line span would then cover the bad
+            // line, and an error response copying it would be malformed).
+        } else if first == b' ' || first == b'\t' {
             // Folded continuation of the previous header.
             let Some(prev) = list.last_mut() else {
                 return Err(ParseError::BadHeaderLine { line: 1 });
@@ -600,9 +605,11 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
                     limit: limits.max_line,
                 });
             }
+            skipping = false;
             match header_line(window, at, lf, list.len() + 1) {
                 Ok(h) => list.push(h),
                 Err(e) => {
+                    skipping = true;
                     bad_line.get_or_insert(match e {
                         ParseError::BadHeaderLine { line } => line,
                         _ => list.len() + 1,
@@ -809,6 +816,20 @@ v=0\n";
         let e = Message::parse_slice(b"OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n").unwrap_err();
         assert_eq!(e.error, ParseError::BadHeaderLine { line: 1 });
         assert!(e.is_request);
+    }
+
+    #[test]
+    fn continuation_of_a_bad_line_is_skipped_with_it() {
+        // Fuzz finding (validate target): the fold after a bad line was glued onto the
+        // previous header, so the 400 built from the salvaged headers did not parse.
+        let msg = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nno colon here\r\n folded: tail\r\nCall-ID: c\r\n\r\n";
+        let e = Message::parse_slice(msg).unwrap_err();
+        let h = e.headers.unwrap();
+        assert_eq!(h.len(), 2);
+        let via = h.iter().next().unwrap();
+        assert_eq!(via.line.of(h.buf()), b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n");
+        let bytes = crate::sip::response::build_response(&h, 400, "Bad Request", Some(b"t"), &[], None);
+        assert!(Message::parse(bytes, &Limits::DEFAULT).is_ok());
     }
 
     #[test]
