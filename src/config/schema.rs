@@ -156,7 +156,7 @@ impl Default for TimersCfg {
             t2: Dur(Duration::from_secs(4)),
             t4: Dur(Duration::from_secs(5)),
             timer_c: Dur(Duration::from_secs(181)),
-            max_transactions: 100_000,
+            max_transactions: 1_000_000,
         }
     }
 }
@@ -298,6 +298,116 @@ pub struct Carrier {
     pub probe: Probe,
 }
 
+/// `[api]`: the Microsoft API (or its emulator).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Base URL of the API, e.g. `https://api.example.com`, or `"embedded"` to run the
+    /// emulator inside the daemon (see `[emulator]`).
+    pub base_url: String,
+    /// Entra-style tenant of the operator, used in the token URL
+    /// (`{base_url}/{tenant}/oauth2/v2.0/token`).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// OAuth2 client id.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// File holding the OAuth2 client secret (never the secret itself in the config).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the OAuth2 client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// OAuth2 scope.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Timeout of one HTTP request.
+    #[serde(default = "default_api_timeout")]
+    pub timeout: Dur,
+    /// Entries per page asked for (`$top`).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+fn default_tenant() -> String {
+    "operator".into()
+}
+fn default_client_id() -> String {
+    "ocedge".into()
+}
+fn default_scope() -> String {
+    "https://graph.microsoft.com/.default".into()
+}
+fn default_api_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_page_size() -> u32 {
+    1000
+}
+
+/// `[numbers]`: the assigned-numbers table and the policy that enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Numbers {
+    /// Where the last good table is persisted (written atomically; loaded at start).
+    pub snapshot: PathBuf,
+    /// Interval between delta polls.
+    pub delta_interval: Dur,
+    /// Country code prepended to national numbers (no `+`, no `00`) before lookup.
+    pub default_country_code: Option<String>,
+    /// Status for a call to a number that is not assigned (carrier → Microsoft).
+    pub unassigned_status: u16,
+    /// Status for a call from a number that is not assigned, or from another tenant
+    /// (Microsoft → carrier).
+    pub forbidden_status: u16,
+    /// Rewrite the Request-URI of calls toward Microsoft to the number's assigned SIP URI.
+    pub rewrite_request_uri: bool,
+    /// Check `X-MS-TenantID` of calls from Microsoft against the number's tenant.
+    pub check_tenant: bool,
+    /// Emergency numbers: always let through (both directions), flagged.
+    pub emergency: Vec<String>,
+    /// Enforce the table at all (false: numbers are synced and looked up but never refused).
+    pub enforce: bool,
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers {
+            snapshot: PathBuf::from("var/numbers.snapshot"),
+            delta_interval: Dur(Duration::from_secs(30)),
+            default_country_code: None,
+            unassigned_status: 404,
+            forbidden_status: 403,
+            rewrite_request_uri: true,
+            check_tenant: true,
+            emergency: ["911", "933", "112", "999", "000", "110", "118", "119"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            enforce: true,
+        }
+    }
+}
+
+/// `[emulator]`: the embedded Microsoft API emulator (when `api.base_url = "embedded"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorCfg {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// CSV seed: `telephone_number,tenant_id,sip_uri,usage`.
+    pub seed_csv: Option<PathBuf>,
+}
+
+impl Default for EmulatorCfg {
+    fn default() -> Self {
+        EmulatorCfg {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8088)),
+            seed_csv: None,
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,4 +437,13 @@ pub struct Config {
     pub microsoft: Option<Microsoft>,
     /// `[carrier]`
     pub carrier: Option<Carrier>,
+    /// `[api]`: the Microsoft API; without it no numbers are synced and none enforced.
+    #[serde(default)]
+    pub api: Option<Api>,
+    /// `[numbers]`
+    #[serde(default)]
+    pub numbers: Numbers,
+    /// `[emulator]`
+    #[serde(default)]
+    pub emulator: EmulatorCfg,
 }

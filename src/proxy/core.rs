@@ -96,7 +96,9 @@ pub(super) enum ClientRole {
 
 /// Per server transaction we forwarded (or are about to).
 struct Pending {
-    request: Message,
+    /// The request as received; dropped once a final response went upstream (nothing needs
+    /// it then, and the server transaction may linger 32 s in Accepted/Completed).
+    request: Option<Message>,
     source: Target,
     /// The listener the request arrived on: the caller-side Record-Route names it.
     listener: usize,
@@ -310,7 +312,7 @@ impl Proxy {
         self.pending.insert(
             sid,
             Pending {
-                request: msg.clone(),
+                request: Some(msg.clone()),
                 source,
                 listener,
                 cancelled: false,
@@ -368,7 +370,9 @@ impl Proxy {
         if let Some(p) = self.pending.get_mut(&sid) {
             p.tried.push(dest);
         }
-        let request = self.pending[&sid].request.clone();
+        let Some(request) = self.pending.get(&sid).and_then(|p| p.request.clone()) else {
+            return false;
+        };
         let pops = self.our_route_pops(&request);
         self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
         true
@@ -420,7 +424,8 @@ impl Proxy {
     ) {
         let ingress = self.pending.get(&sid).map(|p| p.listener);
         let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
-        let Some(bytes) = self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
+        let Some(bytes) =
+            self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
         else {
             return self.answer(now, sid, 500, &[]);
         };
@@ -594,29 +599,51 @@ impl Proxy {
         let bytes = e.finish();
         if self.layer.send_response(now, sid, bytes, status).is_ok() {
             self.stats.forwarded_responses += 1;
+            self.finish_pending(sid, status);
+        }
+    }
+
+    /// After a final response went upstream the request is no longer needed.
+    fn finish_pending(&mut self, sid: ServerId, status: u16) {
+        if status >= 200 {
+            if let Some(p) = self.pending.get_mut(&sid) {
+                p.request = None;
+            }
         }
     }
 
     /// Answers a server transaction ourselves with a policy's reason phrase.
     fn answer_with_reason(&mut self, now: Millis, sid: ServerId, status: u16, reason: &str) {
-        let Some(p) = self.pending.get(&sid) else {
+        let Some(request) = self.pending.get(&sid).and_then(|p| p.request.as_ref()) else {
             return;
         };
-        let tag = to_tag_for(&self.tag_key, p.request.headers());
+        let tag = to_tag_for(&self.tag_key, request.headers());
         let printable = !reason.is_empty() && reason.bytes().all(|b| (0x20..0x7f).contains(&b));
-        let phrase = if printable { reason } else { reason_phrase(status) };
-        let bytes = build_response(p.request.headers(), status, phrase, Some(tag.as_bytes()), &[], None);
+        let phrase = if printable {
+            reason
+        } else {
+            reason_phrase(status)
+        };
+        let bytes = build_response(
+            request.headers(),
+            status,
+            phrase,
+            Some(tag.as_bytes()),
+            &[],
+            None,
+        );
         let _ = self.layer.send_response(now, sid, bytes, status);
+        self.finish_pending(sid, status);
     }
 
     /// Answers a server transaction ourselves.
     fn answer(&mut self, now: Millis, sid: ServerId, status: u16, extra: &[(&str, &[u8])]) {
-        let Some(p) = self.pending.get(&sid) else {
+        let Some(request) = self.pending.get(&sid).and_then(|p| p.request.as_ref()) else {
             return;
         };
-        let tag = to_tag_for(&self.tag_key, p.request.headers());
+        let tag = to_tag_for(&self.tag_key, request.headers());
         let bytes = build_response(
-            p.request.headers(),
+            request.headers(),
             status,
             reason_phrase(status),
             Some(tag.as_bytes()),
@@ -624,6 +651,7 @@ impl Proxy {
             None,
         );
         let _ = self.layer.send_response(now, sid, bytes, status);
+        self.finish_pending(sid, status);
     }
 
     /// Answers a request without a transaction (invalid, looping, flooding, overload).

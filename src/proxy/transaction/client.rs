@@ -69,8 +69,10 @@ pub(crate) struct Reaction {
 pub(crate) struct Client {
     pub(crate) id: ClientId,
     pub(crate) key: Key,
-    /// The request as sent: retransmitted, and the source of our ACK and CANCEL.
-    pub(crate) request: Message,
+    /// The request as sent: retransmitted, and the source of our ACK and CANCEL. Dropped
+    /// once a final response arrives (nothing needs it then), so a transaction lingering in
+    /// Completed or Accepted holds only its key, timers and ACK.
+    pub(crate) request: Option<Message>,
     pub(crate) invite: bool,
     pub(crate) state: ClientState,
     pub(crate) target: Target,
@@ -102,7 +104,7 @@ impl Client {
         let mut c = Client {
             id,
             key,
-            request,
+            request: Some(request),
             invite,
             state: if invite {
                 ClientState::Calling
@@ -126,7 +128,9 @@ impl Client {
                 parent: server,
             },
         );
-        fx.send(target, c.request.buf().clone());
+        if let Some(r) = &c.request {
+            fx.send(target, r.buf().clone());
+        }
         if !target.transport.is_reliable() {
             fx.arm(tx, &mut c.cells, Slot::Retransmit, Some(now + c.interval));
         }
@@ -179,6 +183,7 @@ impl Client {
             }
             200..=299 if pending && self.invite => {
                 self.state = ClientState::Accepted;
+                self.request = None;
                 fx.arm(tx, &mut self.cells, Slot::Retransmit, None);
                 let m = now + fx.timers.t64();
                 fx.arm(tx, &mut self.cells, Slot::Timeout, Some(m));
@@ -193,7 +198,7 @@ impl Client {
                 r.forward = true;
                 let linger = if self.invite {
                     // §17.1.1.3: the hop-by-hop ACK, sent to where the INVITE went.
-                    self.ack = build::ack(&self.request, msg);
+                    self.ack = self.request.as_ref().and_then(|r| build::ack(r, msg));
                     if let Some(ack) = &self.ack {
                         fx.send(self.target, ack.clone());
                     }
@@ -201,6 +206,7 @@ impl Client {
                 } else {
                     fx.timers.t4 // Timer K
                 };
+                self.request = None;
                 if self.reliable() {
                     r.terminate = true;
                 } else {
@@ -250,14 +256,18 @@ impl Client {
         match (slot, self.state) {
             (Slot::Retransmit, ClientState::Calling) => {
                 // Timer A: doubles without a cap; Timer B ends it.
-                fx.send(self.target, self.request.buf().clone());
+                if let Some(r) = &self.request {
+                    fx.send(self.target, r.buf().clone());
+                }
                 self.interval = self.interval.saturating_mul(2);
                 let a = now + self.interval;
                 fx.arm(tx, &mut self.cells, Slot::Retransmit, Some(a));
             }
             (Slot::Retransmit, ClientState::Trying | ClientState::Proceeding) if !self.invite => {
                 // Timer E.
-                fx.send(self.target, self.request.buf().clone());
+                if let Some(r) = &self.request {
+                    fx.send(self.target, r.buf().clone());
+                }
                 if self.state == ClientState::Trying {
                     self.interval = fx.timers.next_capped(self.interval);
                 }

@@ -150,7 +150,11 @@ impl TransactionLayer {
         tx.cancel_sent(now, &mut self.fx);
         debug_assert_eq!(tx.cancel, Cancel::Sent);
         let target = tx.target;
-        let bytes = build::cancel(&tx.request).ok_or(HeaderError::Missing("To"))?;
+        let request = tx.request.as_ref().ok_or(TxError::WrongState {
+            state: "final",
+            status: 0,
+        })?;
+        let bytes = build::cancel(request).ok_or(HeaderError::Missing("To"))?;
         let cancel =
             Message::parse(bytes, &Limits::DEFAULT).map_err(|_| HeaderError::Missing("CANCEL"))?;
         self.start_client(now, None, Some(invite), cancel, target)
