@@ -32,8 +32,10 @@ wait_port() { # proto port
 }
 
 run() { # transport(udp|tcp) config
-    local t=$1 cfg=$2 st=u1
+    local t=$1 cfg=$work/gateway-$1.toml st=u1
     [ "$t" = tcp ] && st=t1
+    # The emulator's seed and the snapshot: absolute paths, wherever this clone lives.
+    sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/bench/|$work/|" "$2" >"$cfg"
     "$bin" run --config "$cfg" >"$work/gw-$t.log" 2>&1 &
     pids+=($!)
     wait_port "$t" 5062

@@ -8,6 +8,10 @@
 //! - [`proxy`]: the sans-IO proxy core: the RFC 3261 §17 transaction layer.
 //! - [`config`]: the strict TOML configuration (`config/ocedge.toml`).
 //! - [`app`]: the daemon: transports and the proxy task wired together, signals.
+//! - [`numbers`]: the assigned-numbers table (lock-free lookups), its persisted snapshot
+//!   and the sync loop that keeps it current from the API.
+//! - [`msapi`]: the Microsoft API contract: types, the adapter traits, the HTTP client.
+//! - [`emulator`]: the Microsoft API emulator (tests, benches, `api.base_url = "embedded"`).
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
@@ -16,7 +20,10 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod emulator;
 pub mod inspect;
+pub mod msapi;
+pub mod numbers;
 pub mod proxy;
 pub mod sip;
 pub mod transport;

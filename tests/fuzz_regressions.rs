@@ -3,6 +3,7 @@
 //! invariant violated, not a particular fix.
 
 use bytes::Bytes;
+use ocedge::sip::edit::Editor;
 use ocedge::sip::message::Headers;
 use ocedge::sip::response::{reply_for, to_tag_for};
 use ocedge::sip::validate::{first_look, Decision};
@@ -82,4 +83,53 @@ Content-Length: 0\r\n\
         !out.windows(17).any(|w| w == b"Not a header line"),
         "request line leaked"
     );
+}
+
+/// fuzz target `roundtrip`: a datagram that ends right after its start line (no header, no
+/// blank line; the parser accepts a head the datagram boundary ends, RFC 4475 baddn). The
+/// editor took the head to end in a blank line and cut the start line's CRLF, writing
+/// `OPTIONS sip:a@b SIP/2.0Content-Length: 0` — a message that no longer parses.
+#[test]
+fn editing_a_message_without_headers_keeps_its_start_line() {
+    let input = include_bytes!("../fuzz/regressions/edit-no-headers-no-blank-line");
+    let msg = Message::parse(Bytes::from_static(input), &Limits::DEFAULT).unwrap();
+    let out = Editor::new(&msg).finish();
+    let again = Message::parse(out.clone(), &Limits::DEFAULT).unwrap_or_else(|f| {
+        panic!(
+            "edited message does not parse ({}): {:?}",
+            f.error,
+            String::from_utf8_lossy(&out)
+        )
+    });
+    assert_eq!(again.request_uri_bytes(), Some(&b"sip:a@b"[..]));
+    assert_eq!(
+        &out[..],
+        b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
+/// fuzz target `roundtrip` (minimised: ops push_via, decrement_max_forwards,
+/// push_record_route on `SIP/2.0 200 OK CRLF`): the same cut CRLF on a response silently
+/// moves the pushed Record-Route into the reason phrase (`200 OKRecord-Route: <…>`); the
+/// output still parses, with one header less than was pushed.
+#[test]
+fn pushed_headers_of_a_start_line_only_response_stay_headers() {
+    let input = include_bytes!("../fuzz/regressions/edit-response-start-line-only");
+    let msg = Message::parse(Bytes::from_static(input), &Limits::DEFAULT).unwrap();
+    let via = b"SIP/2.0/TLS edge.example.com:5061;branch=z9hG4bKfuzz0";
+    let rr = b"<sip:edge.example.com;lr>";
+    let mut ed = Editor::new(&msg);
+    ed.push_via(via).unwrap();
+    assert_eq!(ed.decrement_max_forwards(), Ok(70));
+    ed.push_record_route(rr).unwrap();
+    let out = ed.finish();
+    let again = Message::parse(out.clone(), &Limits::DEFAULT).unwrap();
+    assert_eq!(
+        again.reason(),
+        Some(&b"OK"[..]),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(again.header(HeaderName::RecordRoute), Some(&rr[..]));
+    assert_eq!(again.header(HeaderName::Via), Some(&via[..]));
 }

@@ -16,7 +16,14 @@ use crate::proxy::acl::Acl;
 use crate::proxy::core::{Proxy, ProxySetup};
 use crate::proxy::dispatch::DestSet;
 use crate::proxy::flood::FloodControl;
-use crate::proxy::policy::AllowAll;
+use std::sync::Arc;
+
+use crate::emulator::{Emulator, EmulatorConfig};
+use crate::msapi::http::HttpApi;
+use crate::msapi::token::load_secret;
+use crate::numbers::{NumberTable, SyncConfig};
+use crate::proxy::numbers_policy::NumberPolicy;
+use crate::proxy::policy::{AllowAll, Policy};
 use crate::proxy::route::{ListenerInfo, Peer, Routing};
 use crate::proxy::transaction::{LayerConfig, Millis, Timers};
 use crate::transport::{Target, TransportSetup, Transports};
@@ -27,6 +34,10 @@ use shard::Shard;
 pub struct Running {
     /// The transports (bound addresses for tests).
     pub transports: Transports,
+    /// The assigned-numbers table, when `[api]` is configured.
+    pub numbers: Option<NumberTable>,
+    /// The Microsoft API base URL in use (the embedded emulator's address when embedded).
+    pub api_base_url: Option<String>,
     /// Cancels every task.
     pub cancel: CancellationToken,
     /// Tracks every task, to wait for them after cancelling.
@@ -47,15 +58,36 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let setup = TransportSetup::from_config(cfg).context("preparing transports")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let (numbers, api_base_url) = match start_numbers(cfg, &cancel, &tracker).await {
+        Ok(v) => v,
+        Err(e) => {
+            cancel.cancel();
+            return Err(e);
+        }
+    };
+    if let Some(table) = &numbers {
+        wait_loaded(table, cfg.numbers.startup_wait.0).await;
+    }
     let shard = Shard::new(cfg.limits);
-    let transports = Transports::start(&setup, shard.clone(), cancel.clone(), &tracker)
-        .await
-        .context("starting listeners")?;
-    let proxy = build_proxy(cfg, &transports)?;
+    let transports = match Transports::start(&setup, shard.clone(), cancel.clone(), &tracker).await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            cancel.cancel();
+            return Err(e).context("starting listeners");
+        }
+    };
+    let policy: Box<dyn Policy> = match &numbers {
+        Some(table) => Box::new(NumberPolicy::new(table.clone(), cfg.numbers.clone())),
+        None => Box::new(AllowAll),
+    };
+    let proxy = build_proxy(cfg, &transports, policy)?;
     shard.install(proxy, transports.clone());
     tracker.spawn(shard.timers(cancel.clone()));
     Ok(Running {
         transports,
+        numbers,
+        api_base_url,
         cancel,
         tracker,
     })
@@ -82,7 +114,68 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_proxy(cfg: &Config, transports: &Transports) -> anyhow::Result<Proxy> {
+/// Waits (bounded) for the number table to be loaded, so the first calls are not refused
+/// merely because the first sync is still running.
+async fn wait_loaded(table: &NumberTable, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !table.is_loaded() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if table.is_loaded() {
+        tracing::info!(numbers = table.len(), "number table loaded");
+    } else {
+        tracing::warn!("number table not loaded yet: new calls get 503 until it is");
+    }
+}
+
+/// Starts the Microsoft API side: the embedded emulator when `api.base_url = "embedded"`,
+/// the HTTP client, and the sync loop filling the number table. `None` without `[api]`.
+async fn start_numbers(
+    cfg: &Config,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<(Option<NumberTable>, Option<String>)> {
+    let Some(api) = &cfg.api else {
+        return Ok((None, None));
+    };
+    let mut api = api.clone();
+    let secret = if api.base_url == "embedded" {
+        let emu =
+            EmulatorConfig::from_config(&cfg.emulator).context("loading the emulator seed")?;
+        let running = Emulator::new(emu)
+            .start(cfg.emulator.listen, cancel.clone())
+            .await
+            .with_context(|| {
+                format!("starting the embedded emulator on {}", cfg.emulator.listen)
+            })?;
+        api.base_url = running.base_url();
+        tracing::info!(url = %api.base_url, "embedded Microsoft API emulator");
+        tracker.spawn(async move {
+            if let Err(e) = running.wait().await {
+                tracing::error!(error = %e, "embedded emulator stopped");
+            }
+        });
+        // The embedded emulator accepts any credentials: a fresh machine needs none.
+        "embedded".to_owned()
+    } else {
+        load_secret(&api).context("reading the API client secret")?
+    };
+    let client = Arc::new(HttpApi::new(&api, secret).context("configuring the API client")?);
+    let table = NumberTable::new();
+    tracker.spawn(crate::numbers::run(
+        client,
+        table.clone(),
+        SyncConfig::from_config(&cfg.numbers),
+        cancel.clone(),
+    ));
+    Ok((Some(table), Some(api.base_url)))
+}
+
+fn build_proxy(
+    cfg: &Config,
+    transports: &Transports,
+    policy: Box<dyn Policy>,
+) -> anyhow::Result<Proxy> {
     let ms = cfg.microsoft.as_ref().context("[microsoft] is required")?;
     let carrier = cfg.carrier.as_ref().context("[carrier] is required")?;
     let listeners = cfg
@@ -149,6 +242,6 @@ fn build_proxy(cfg: &Config, transports: &Transports) -> anyhow::Result<Proxy> {
         layer,
         shard: 0,
         retry_after: cfg.flood.retry_after,
-        policy: Box::new(AllowAll),
+        policy,
     }))
 }

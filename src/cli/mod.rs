@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long, default_value = "config/ocedge.toml")]
         config: PathBuf,
     },
+    /// Serve the Microsoft API emulator (the contract of docs/microsoft-api.md) until
+    /// SIGTERM or SIGINT.
+    Emulator(Box<crate::emulator::cli::EmulatorArgs>),
 }
 
 /// `ocedge certs` subcommands.
@@ -127,6 +130,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             }
         }),
+        Command::Emulator(args) => {
+            init_tracing();
+            crate::emulator::cli::run(*args)
+        }
     }
 }
 

@@ -368,6 +368,9 @@ pub struct Numbers {
     pub emergency: Vec<String>,
     /// Enforce the table at all (false: numbers are synced and looked up but never refused).
     pub enforce: bool,
+    /// At start, how long to wait for the table (snapshot or first sync) before opening the
+    /// SIP listeners anyway; until it is loaded new calls get 503.
+    pub startup_wait: Dur,
 }
 
 impl Default for Numbers {
@@ -385,6 +388,7 @@ impl Default for Numbers {
                 .map(String::from)
                 .collect(),
             enforce: true,
+            startup_wait: Dur(Duration::from_secs(10)),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`core`]: the §16 proxy: validation, ACL, flood control, policy, routing, forwarding,
 //!   failover, OPTIONS probing.
 //! - [`route`]: our advertised addresses, loop detection, next-hop resolution.
-//! - [`policy`]: the seam for the number policy and call timing.
+//! - [`policy`]: the seam for the number policy and call timing; [`numbers_policy`] is the
+//!   number policy itself.
 //! - [`acl`], [`flood`], [`dispatch`]: source ACLs, per-source token buckets, destination
 //!   sets with priority, weight and OPTIONS health.
 //! - [`stats`]: the proxy's counters.
@@ -16,6 +17,7 @@ pub mod acl;
 pub mod core;
 pub mod dispatch;
 pub mod flood;
+pub mod numbers_policy;
 pub mod policy;
 pub mod route;
 pub mod stats;

@@ -352,10 +352,16 @@ impl<'m> Editor<'m> {
             .count()
             .saturating_mul(2);
         let headers = msg.headers();
+        // Headers start right after the start line's CRLF. Not `head_end - 2`: a datagram may
+        // end after its last line without a blank line (fuzz finding, roundtrip target).
+        let start_line_end = buf
+            .get(lead..)
+            .and_then(|b| memchr::memchr(b'\n', b))
+            .map_or(buf.len(), |i| lead + i + 1);
         let head_start = headers
             .iter()
             .next()
-            .map_or(msg.head_end().saturating_sub(2), |h| h.line.start as usize);
+            .map_or(start_line_end, |h| h.line.start as usize);
         match (self.uri, msg.request_uri_span()) {
             (Some(uri), Some(span)) => {
                 out(slice(buf, lead, span.start as usize));

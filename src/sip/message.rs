@@ -827,8 +827,12 @@ v=0\n";
         let h = e.headers.unwrap();
         assert_eq!(h.len(), 2);
         let via = h.iter().next().unwrap();
-        assert_eq!(via.line.of(h.buf()), b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n");
-        let bytes = crate::sip::response::build_response(&h, 400, "Bad Request", Some(b"t"), &[], None);
+        assert_eq!(
+            via.line.of(h.buf()),
+            b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        );
+        let bytes =
+            crate::sip::response::build_response(&h, 400, "Bad Request", Some(b"t"), &[], None);
         assert!(Message::parse(bytes, &Limits::DEFAULT).is_ok());
     }
 

@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ocedge::app::Running;
 use ocedge::config::Config;
+use ocedge::numbers::NumberTable;
 
 /// A destination (Microsoft target or SBC).
 #[derive(Debug, Clone)]
@@ -69,6 +70,101 @@ pub struct Spec {
     pub carrier_probe: Probe,
     /// TLS files: cert, key, CA.
     pub tls: Option<[PathBuf; 3]>,
+    /// `[api]`, `[numbers]` and `[emulator]`; `None`: no number policy (every call allowed).
+    pub numbers: Option<NumbersSpec>,
+}
+
+/// The usage written for every seeded number.
+pub const SEED_USAGE: &str = "CallingUserAssignment";
+
+/// The Microsoft API side of a test gateway: `[api]`, `[numbers]` and, when embedded,
+/// `[emulator]` on `127.0.0.1:0`. Its files (seed CSV, client secret, snapshot) live in
+/// `dir`, which the test owns.
+#[derive(Debug, Clone)]
+pub struct NumbersSpec {
+    /// `api.base_url`: `"embedded"` or a URL.
+    pub base_url: String,
+    /// Directory of the seed, the secret and the snapshot.
+    pub dir: PathBuf,
+    /// `emulator.seed_csv`, when embedded.
+    pub seed_csv: Option<PathBuf>,
+    /// `api.client_secret_file`, when not embedded.
+    pub secret_file: Option<PathBuf>,
+    /// `numbers.delta_interval`.
+    pub delta_interval: &'static str,
+    /// `numbers.default_country_code`.
+    pub default_country_code: Option<&'static str>,
+    /// `numbers.startup_wait`.
+    pub startup_wait: &'static str,
+}
+
+impl NumbersSpec {
+    /// The embedded emulator seeded with `seed` (number, tenant, SIP URI), written to
+    /// `dir/seed.csv`; deltas every 300 ms, default country code 1.
+    pub fn embedded(dir: &Path, seed: &[(&str, &str, &str)]) -> NumbersSpec {
+        let mut csv = String::from("telephone_number,tenant_id,sip_uri,usage\n");
+        for (number, tenant, uri) in seed {
+            let _ = writeln!(csv, "{number},{tenant},{uri},{SEED_USAGE}");
+        }
+        let path = dir.join("seed.csv");
+        std::fs::write(&path, csv).expect("write seed CSV");
+        NumbersSpec {
+            base_url: "embedded".into(),
+            dir: dir.to_owned(),
+            seed_csv: Some(path),
+            secret_file: None,
+            delta_interval: "300ms",
+            default_country_code: Some("1"),
+            startup_wait: "5s",
+        }
+    }
+
+    /// An API that cannot be reached (`http://127.0.0.1:1`: nothing listens on port 1),
+    /// with a client secret file written to `dir/secret`.
+    pub fn unreachable(dir: &Path) -> NumbersSpec {
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "test-secret\n").expect("write secret");
+        NumbersSpec {
+            base_url: "http://127.0.0.1:1".into(),
+            dir: dir.to_owned(),
+            seed_csv: None,
+            secret_file: Some(secret),
+            delta_interval: "300ms",
+            default_country_code: Some("1"),
+            startup_wait: "5s",
+        }
+    }
+
+    /// Where the snapshot is written.
+    pub fn snapshot(&self) -> PathBuf {
+        self.dir.join("numbers.snapshot")
+    }
+
+    fn write_toml(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "[api]\nbase_url = {:?}\ntimeout = \"2s\"\npage_size = 100",
+            self.base_url
+        );
+        if let Some(f) = &self.secret_file {
+            let _ = writeln!(s, "client_secret_file = {:?}", f.display().to_string());
+        }
+        let _ = writeln!(
+            s,
+            "\n[numbers]\nsnapshot = {:?}\ndelta_interval = {:?}\nstartup_wait = {:?}",
+            self.snapshot().display().to_string(),
+            self.delta_interval,
+            self.startup_wait
+        );
+        if let Some(cc) = self.default_country_code {
+            let _ = writeln!(s, "default_country_code = {cc:?}");
+        }
+        let _ = writeln!(s, "\n[emulator]\nlisten = \"127.0.0.1:0\"");
+        if let Some(f) = &self.seed_csv {
+            let _ = writeln!(s, "seed_csv = {:?}", f.display().to_string());
+        }
+        s.push('\n');
+    }
 }
 
 impl Spec {
@@ -99,7 +195,14 @@ impl Spec {
             ms_probe: probe.clone(),
             carrier_probe: probe,
             tls: None,
+            numbers: None,
         }
+    }
+
+    /// Enforces the number policy with this API and table.
+    pub fn numbers(mut self, n: NumbersSpec) -> Spec {
+        self.numbers = Some(n);
+        self
     }
 
     /// Adds a listener on `ip:0`; its index is its position.
@@ -188,6 +291,9 @@ impl Spec {
                 b.name, b.addr, b.transport, b.priority
             );
         }
+        if let Some(n) = &self.numbers {
+            n.write_toml(&mut s);
+        }
         s
     }
 
@@ -230,6 +336,22 @@ impl Gateway {
     /// The running daemon (transports, counters).
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("running")
+    }
+
+    /// The assigned-numbers table (panics without `[api]`).
+    pub fn numbers(&self) -> &NumberTable {
+        self.running()
+            .numbers
+            .as_ref()
+            .expect("gateway started without [api]")
+    }
+
+    /// The Microsoft API base URL in use: the embedded emulator's (panics without `[api]`).
+    pub fn api_base_url(&self) -> &str {
+        self.running()
+            .api_base_url
+            .as_deref()
+            .expect("gateway started without [api]")
     }
 
     /// Stops the gateway; it must finish within 5 s.

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod emulator;
 pub mod gateway;
 pub mod msg;
 pub mod ua;
@@ -16,7 +17,7 @@ use std::future::Future;
 use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use gateway::{dest, Gateway, Spec};
+pub use gateway::{dest, Gateway, NumbersSpec, Spec};
 #[allow(unused_imports)]
 pub use msg::{Leg, MsgExt, Request};
 #[allow(unused_imports)]
