@@ -67,8 +67,15 @@ fn check_frame(frame: &Bytes, limits: &Limits) {
     match Message::parse(frame.clone(), limits) {
         Ok(m) => {
             ocedge_fuzz::check_message(&m, frame, limits);
-            assert_eq!(m.as_bytes(), &frame[..], "frame holds more than one message");
-            assert!(m.content_length().is_some(), "framed message without Content-Length");
+            assert_eq!(
+                m.as_bytes(),
+                &frame[..],
+                "frame holds more than one message"
+            );
+            assert!(
+                m.content_length().is_some(),
+                "framed message without Content-Length"
+            );
         }
         Err(f) => assert!(
             !matches!(
@@ -116,12 +123,29 @@ fuzz_target!(|data: &[u8]| {
     // as soon as that many bytes are buffered, before a later bad byte is seen), but whether
     // the stream fails, and everything framed before, may not.
     let whole = run(std::iter::once(stream), &limits);
-    assert_eq!(chunked.messages, whole.messages, "messages depend on how the stream was cut");
-    assert_eq!(chunked.pings, whole.pings, "pings depend on how the stream was cut");
-    assert_eq!(chunked.error.is_some(), whole.error.is_some(), "{chunked:?} vs {whole:?}");
+    assert_eq!(
+        chunked.messages, whole.messages,
+        "messages depend on how the stream was cut"
+    );
+    assert_eq!(
+        chunked.pings, whole.pings,
+        "pings depend on how the stream was cut"
+    );
+    assert_eq!(
+        chunked.error.is_some(),
+        whole.error.is_some(),
+        "{chunked:?} vs {whole:?}"
+    );
 
-    let joined: Vec<u8> = chunked.messages.iter().flat_map(|m| m.iter().copied()).collect();
+    let joined: Vec<u8> = chunked
+        .messages
+        .iter()
+        .flat_map(|m| m.iter().copied())
+        .collect();
     let again = run(std::iter::once(&joined), &limits);
-    assert_eq!(again.messages, chunked.messages, "message frames do not re-frame to themselves");
+    assert_eq!(
+        again.messages, chunked.messages,
+        "message frames do not re-frame to themselves"
+    );
     assert_eq!(again.error, None);
 });

@@ -23,11 +23,22 @@ const VIAS: [&[u8]; 3] = [
     b"SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKfuzz1;rport",
     b"SIP/2.0/TCP [2001:db8::7];branch=z9hG4bKfuzz2",
 ];
-const ROUTES: [&[u8]; 2] = [b"<sip:edge.example.com;lr>", b"<sip:[2001:db8::7]:5061;transport=tls;lr>"];
+const ROUTES: [&[u8]; 2] = [
+    b"<sip:edge.example.com;lr>",
+    b"<sip:[2001:db8::7]:5061;transport=tls;lr>",
+];
 /// Names for `remove_headers`: touched kinds, compact forms, an extension header.
 const REMOVABLE: [&[u8]; 10] = [
-    b"Via", b"v", b"Record-Route", b"Route", b"Max-Forwards", b"Subject", b"X-MS-TenantID",
-    b"l", b"Content-Type", b"x-fuzz",
+    b"Via",
+    b"v",
+    b"Record-Route",
+    b"Route",
+    b"Max-Forwards",
+    b"Subject",
+    b"X-MS-TenantID",
+    b"l",
+    b"Content-Type",
+    b"x-fuzz",
 ];
 const ADDED: &[u8] = b"X-Fuzz";
 
@@ -103,8 +114,24 @@ fn matches(kind: HeaderName, name: &[u8], removed: &[u8]) -> bool {
     rk == kind && (rk != HeaderName::Other || eq_name(name, removed))
 }
 
-fn start_of(m: &Message) -> (Option<&[u8]>, Option<&[u8]>, Option<u16>, Option<&[u8]>) {
-    (m.method_str(), m.request_uri_bytes(), m.status(), m.reason())
+/// Method, Request-URI, status and reason, as text.
+type StartText<'a> = (
+    Option<&'a [u8]>,
+    Option<&'a [u8]>,
+    Option<u16>,
+    Option<&'a [u8]>,
+);
+
+/// Start line, (kind, trimmed value) per header line, body.
+type Logical = (StartLine, Vec<(HeaderName, Vec<u8>)>, Vec<u8>);
+
+fn start_of(m: &Message) -> StartText<'_> {
+    (
+        m.method_str(),
+        m.request_uri_bytes(),
+        m.status(),
+        m.reason(),
+    )
 }
 
 /// Headers no operation can touch, as (name, value).
@@ -128,10 +155,14 @@ fn untouched<'a>(m: &'a Message, removed: &[&[u8]]) -> Vec<(&'a [u8], &'a [u8])>
 }
 
 fn reparse(m: &Message, limits: &Limits) {
-    let again = Message::parse(Bytes::copy_from_slice(m.as_bytes()), limits)
-        .unwrap_or_else(|f| panic!("as_bytes() of a parsed message does not parse: {:?}", f.error));
+    let again = Message::parse(Bytes::copy_from_slice(m.as_bytes()), limits).unwrap_or_else(|f| {
+        panic!(
+            "as_bytes() of a parsed message does not parse: {:?}",
+            f.error
+        )
+    });
     ocedge_fuzz::check_message(&again, m.as_bytes(), limits);
-    let logical = |m: &Message| -> (StartLine, Vec<(HeaderName, Vec<u8>)>, Vec<u8>) {
+    let logical = |m: &Message| -> Logical {
         let headers = m.headers().iter();
         let headers = headers.map(|h| (h.kind, lex::trim(m.headers().value_of(h)).to_vec()));
         // Start-line spans are offsets: equal because the new buffer is a prefix of the old.
@@ -208,16 +239,28 @@ fn edit(m: &Message, ops: &[u8]) {
     }
     let out = ed.finish();
     let e = Message::parse(out.clone(), &ROOMY).unwrap_or_else(|f| {
-        panic!("edited message does not parse: {:?}\n{:?}", f.error, String::from_utf8_lossy(&out))
+        panic!(
+            "edited message does not parse: {:?}\n{:?}",
+            f.error,
+            String::from_utf8_lossy(&out)
+        )
     });
     ocedge_fuzz::check_message(&e, &out, &ROOMY);
 
     assert_eq!(start_of(&e), start_of(m), "start line changed");
     assert_eq!(e.body(), m.body(), "body changed");
     let lengths: Vec<&[u8]> = e.headers().values(HeaderName::ContentLength).collect();
-    assert_eq!(lengths.len(), 1, "not exactly one Content-Length: {lengths:?}");
+    assert_eq!(
+        lengths.len(),
+        1,
+        "not exactly one Content-Length: {lengths:?}"
+    );
     assert_eq!(e.content_length(), Some(e.body().len() as u32));
-    assert_eq!(untouched(&e, &removed), untouched(m, &removed), "untouched headers changed");
+    assert_eq!(
+        untouched(&e, &removed),
+        untouched(m, &removed),
+        "untouched headers changed"
+    );
 
     // The top value as written: the first list item of the first line of its kind.
     let first_item = |kind: HeaderName| {
@@ -229,9 +272,15 @@ fn edit(m: &Message, ops: &[u8]) {
     };
     via.check("Via", e.vias(), |_| first_item(HeaderName::Via));
     route.check("Route", e.routes(), |_| first_item(HeaderName::Route));
-    rr.check("Record-Route", e.record_routes(), |_| first_item(HeaderName::RecordRoute));
+    rr.check("Record-Route", e.record_routes(), |_| {
+        first_item(HeaderName::RecordRoute)
+    });
     if let Some(n) = added {
-        assert_eq!(e.header_by_name("X-Fuzz").count(), n, "X-Fuzz count after edits");
+        assert_eq!(
+            e.header_by_name("X-Fuzz").count(),
+            n,
+            "X-Fuzz count after edits"
+        );
     }
     match max_forwards {
         Some(Some(n)) => {
@@ -247,7 +296,9 @@ fn edit(m: &Message, ops: &[u8]) {
     // line (a datagram may end without one: the editor writes it) comes out byte for byte.
     let bytes = m.as_bytes();
     let single_cl = m.headers().count(HeaderName::ContentLength) == 1;
-    let blank_line = bytes.get(..m.head_end()).is_some_and(|h| h.ends_with(b"\r\n\r\n"));
+    let blank_line = bytes
+        .get(..m.head_end())
+        .is_some_and(|h| h.ends_with(b"\r\n\r\n"));
     if ops.is_empty() && single_cl && blank_line && !bytes.starts_with(b"\r\n") {
         assert_eq!(&out[..], m.as_bytes(), "an unedited message was rewritten");
     }

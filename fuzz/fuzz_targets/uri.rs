@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ocedge::sip::number::{e164_from_uri, E164, NumberError, MAX_DIGITS};
+use ocedge::sip::number::{e164_from_uri, NumberError, E164, MAX_DIGITS};
 use ocedge::sip::uri::{unescape, Uri};
 
 /// A number that exists is canonical: it re-parses to itself and displays as itself.
@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         assert_ne!(strict, Err(NumberError::BadEscape));
         if let Ok(n) = &strict {
             // A default country code only matters for numbers that are not global.
-            assert_eq!(national.as_ref(), Ok(n), "default cc changed a global number");
+            assert_eq!(
+                national.as_ref(),
+                Ok(n),
+                "default cc changed a global number"
+            );
         }
         for n in [national, strict].iter().flatten() {
             check_number(n);

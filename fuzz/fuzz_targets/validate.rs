@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!((400..=699).contains(status), "reply with status {status}");
     assert!(!reason.is_empty());
-    assert_eq!(*status == 420, !unsupported.is_empty(), "Unsupported only with 420");
+    assert_eq!(
+        *status == 420,
+        !unsupported.is_empty(),
+        "Unsupported only with 420"
+    );
     let headers = match &msg {
         Some(m) => {
             assert!(m.is_request(), "a response was answered");
@@ -44,9 +48,14 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let tag = to_tag_for(&KEY, &headers);
-    let reply = reply_for(&decision, &headers, tag.as_bytes()).expect("a reply decision gave no reply");
+    let reply =
+        reply_for(&decision, &headers, tag.as_bytes()).expect("a reply decision gave no reply");
     let r = Message::parse(reply.clone(), &limits).unwrap_or_else(|f| {
-        panic!("reply does not parse: {:?}\n{:?}", f.error, String::from_utf8_lossy(&reply))
+        panic!(
+            "reply does not parse: {:?}\n{:?}",
+            f.error,
+            String::from_utf8_lossy(&reply)
+        )
     });
     ocedge_fuzz::check_message(&r, &reply, &limits);
     assert_eq!(r.status(), Some(*status));
@@ -54,11 +63,18 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!((r.content_length(), r.body()), (Some(0), &b""[..]));
     assert_eq!(r.headers().count(HeaderName::ContentLength), 1);
     let vias: Vec<&[u8]> = headers.values(HeaderName::Via).collect();
-    assert_eq!(r.headers().values(HeaderName::Via).collect::<Vec<_>>(), vias, "Via lines not copied");
+    assert_eq!(
+        r.headers().values(HeaderName::Via).collect::<Vec<_>>(),
+        vias,
+        "Via lines not copied"
+    );
     for kind in [HeaderName::From, HeaderName::CallId, HeaderName::CSeq] {
         assert_eq!(r.header(kind), headers.first(kind), "{kind:?} not copied");
     }
     if *status == 420 {
-        assert!(r.header(HeaderName::Unsupported).is_some(), "420 without Unsupported");
+        assert!(
+            r.header(HeaderName::Unsupported).is_some(),
+            "420 without Unsupported"
+        );
     }
 });

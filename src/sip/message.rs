@@ -586,7 +586,8 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
                 prev.value.end = Span::new(0, cend).end;
             }
             prev.line.end = Span::new(0, lf + 1).end;
-            if prev.line.len() > limits.max_line {
+            // Line lengths exclude the final CRLF, as the stream framer counts them.
+            if prev.line.len().saturating_sub(2) > limits.max_line {
                 return Err(ParseError::TooLarge {
                     what: "header line",
                     limit: limits.max_line,
@@ -599,7 +600,7 @@ fn index_head(buf: &[u8], from: usize, limits: &Limits) -> Result<Head, ParseErr
                     limit: limits.max_headers,
                 });
             }
-            if lf + 1 - at > limits.max_line {
+            if lf.saturating_sub(1) - at > limits.max_line {
                 return Err(ParseError::TooLarge {
                     what: "header line",
                     limit: limits.max_line,
@@ -723,6 +724,15 @@ fn parse_status_line(line: &[u8], offset: u32) -> Result<StartLine, ParseError> 
         Some(b' ') => 12,
         Some(_) => return Err(ParseError::BadStatus),
     };
+    // Reason-Phrase (RFC 3261 §25.1) has no control characters but HTAB: a NUL or ESC
+    // would be forwarded to parsers downstream that may read it differently.
+    let reason = line.get(reason_start..).unwrap_or(&[]);
+    if reason
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err(ParseError::BadStatus);
+    }
     let start = offset as usize + reason_start.min(line.len());
     Ok(StartLine::Response {
         status: status as u16,
@@ -870,6 +880,28 @@ v=0\n";
     }
 
     #[test]
+    fn line_limit_counts_like_the_framer() {
+        // Fuzz review finding: a line of exactly max_line bytes (CRLF excluded) passed the
+        // framer and got 513 from the parser.
+        let limits = Limits {
+            max_line: 128,
+            ..Limits::DEFAULT
+        };
+        let value = "x".repeat(128 - "Subject: ".len());
+        let ok = format!("OPTIONS sip:a@b SIP/2.0\r\nSubject: {value}\r\nl: 0\r\n\r\n");
+        assert!(Message::parse(Bytes::from(ok.clone()), &limits).is_ok());
+        let mut framer = crate::sip::framing::StreamFramer::new(limits);
+        framer.push(ok.as_bytes()).unwrap();
+        assert!(matches!(
+            framer.next_frame(),
+            Ok(Some(crate::sip::framing::Frame::Message(_)))
+        ));
+        let long = ok.replace("Subject: ", "Subject: y");
+        let e = Message::parse(Bytes::from(long), &limits).unwrap_err();
+        assert_eq!(e.error.status(), 513);
+    }
+
+    #[test]
     fn status_lines() {
         let m = Message::parse_slice(b"SIP/2.0 180 Ringing\r\nl:0\r\n\r\n").unwrap();
         assert_eq!(m.status(), Some(180));
@@ -877,6 +909,7 @@ v=0\n";
         let m = Message::parse_slice(b"SIP/2.0 100\r\nl:0\r\n\r\n").unwrap();
         assert_eq!(m.reason(), Some(&b""[..]));
         for bad in [
+            &b"SIP/2.0 200 O\x00K\r\n\r\n"[..],
             &b"SIP/2.0 4294967301 x\r\n\r\n"[..],
             b"SIP/2.0 099 x\r\n\r\n",
             b"SIP/2.0 1000 x\r\n\r\n",
