@@ -11,7 +11,10 @@ use ocedge::sip::{Limits, Message};
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "parse".into());
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let raw: &'static [u8] = include_bytes!("../benches/data/ms_invite.sip");
     let bytes = Bytes::from_static(raw);
     let parsed = Message::parse(bytes.clone(), &Limits::DEFAULT).expect("bench INVITE parses");
