@@ -7,12 +7,13 @@
 //! is the number packed into a `u64` plus one pointer to its profile. Rendering a profile's
 //! URI template with the number gives back exactly the URI the API sent.
 //!
-//! Entries are checked here, at the edge: an invalid `telephoneNumber` or `tenantId`, a
-//! `sipUri` that is not a SIP URI, or a field over its limit makes [`Change::from_entry`]
-//! fail, and the caller skips and counts the entry. Nothing here panics on API data.
+//! Entries are checked here, at the edge: an invalid `telephoneNumber` or `tenantId`, or a
+//! field over its limit makes [`Change::from_entry`] fail; a `sipUri` that is not a SIP URI
+//! fails when its profile is made (once per distinct profile, not per number). The caller
+//! skips and counts the entry. Nothing here panics on API data.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::msapi::NumberEntry;
 use crate::sip::number::{NumberError, E164};
@@ -204,20 +205,24 @@ pub struct Template<'a> {
 impl<'a> Template<'a> {
     /// Cuts the first occurrence of `number` (`+` and digits, else digits alone) out of `uri`.
     pub fn cut(uri: &'a str, number: &E164) -> Template<'a> {
-        for (form, needle) in [
-            (UriForm::Plus, number.as_str()),
-            (UriForm::Digits, number.digits()),
-        ] {
-            if let Some(pos) = uri.find(needle) {
-                if let (Some(prefix), Some(suffix)) =
-                    (uri.get(..pos), uri.get(pos + needle.len()..))
-                {
-                    return Template {
-                        form,
-                        prefix,
-                        suffix,
-                    };
-                }
+        let b = uri.as_bytes();
+        let plus = number.as_str().as_bytes();
+        let at_plus =
+            memchr::memchr_iter(b'+', b).find(|&p| b.get(p..p + plus.len()) == Some(plus));
+        let found = match at_plus {
+            Some(pos) => Some((UriForm::Plus, pos, plus.len())),
+            None => {
+                let digits = number.digits().as_bytes();
+                memchr::memmem::find(b, digits).map(|pos| (UriForm::Digits, pos, digits.len()))
+            }
+        };
+        if let Some((form, pos, len)) = found {
+            if let (Some(prefix), Some(suffix)) = (uri.get(..pos), uri.get(pos + len..)) {
+                return Template {
+                    form,
+                    prefix,
+                    suffix,
+                };
             }
         }
         Template {
@@ -225,6 +230,19 @@ impl<'a> Template<'a> {
             prefix: uri,
             suffix: "",
         }
+    }
+}
+
+/// Checks a SIP URI: empty, or a `sip:`/`sips:` URI the SIP parser accepts. Run once per
+/// distinct profile, not per number: numbers sharing a template differ only in digits
+/// where digits already stood.
+pub(crate) fn check_sip_uri(uri: &str) -> Result<(), EntryError> {
+    if uri.is_empty() {
+        return Ok(());
+    }
+    match Uri::parse(uri.as_bytes()) {
+        Ok(u) if matches!(u.scheme, Scheme::Sip | Scheme::Sips) => Ok(()),
+        _ => Err(EntryError::SipUri),
     }
 }
 
@@ -326,7 +344,7 @@ pub(crate) struct ProfileKey<'a, N> {
 
 impl<N: AsRef<str>> ProfileKey<'_, N> {
     /// A hash of every part (lengths included, so parts cannot run into each other).
-    pub(crate) fn hash_with(&self, s: &RandomState) -> u64 {
+    pub(crate) fn hash_with(&self, s: &impl BuildHasher) -> u64 {
         let mut h = s.build_hasher();
         self.tenant.hash(&mut h);
         (self.template.form as u8).hash(&mut h);
@@ -357,7 +375,8 @@ impl<N: AsRef<str>> ProfileKey<'_, N> {
 pub struct Assigned<'a> {
     /// The tenant.
     pub tenant: TenantId,
-    /// The SIP URI (a valid `sip:`/`sips:` URI, or empty).
+    /// The SIP URI, at most [`MAX_SIP_URI`] bytes; checked to be a `sip:`/`sips:` URI (or
+    /// empty) when the number's profile is made.
     pub sip_uri: &'a str,
     /// The usage.
     pub usage: &'a str,
@@ -389,6 +408,7 @@ pub enum Change<'a> {
 
 impl<'a> Change<'a> {
     /// Reads one entry. Only `assignmentStatus` `assigned` (any case) or empty assigns.
+    /// The SIP URI's syntax is checked later, once per distinct profile.
     pub fn from_entry(e: &'a NumberEntry) -> Result<Change<'a>, EntryError> {
         let number = E164::parse(&e.telephone_number)?;
         let assigned =
@@ -399,12 +419,6 @@ impl<'a> Change<'a> {
         let tenant = TenantId::parse(&e.tenant_id)?;
         if e.sip_uri.len() > MAX_SIP_URI {
             return Err(EntryError::TooLong("sipUri"));
-        }
-        if !e.sip_uri.is_empty() {
-            let uri = Uri::parse(e.sip_uri.as_bytes()).map_err(|_| EntryError::SipUri)?;
-            if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
-                return Err(EntryError::SipUri);
-            }
         }
         if e.usage.len() > MAX_USAGE {
             return Err(EntryError::TooLong("usage"));
@@ -500,7 +514,7 @@ mod tests {
             let names: Box<[Box<str>]> = a.capabilities.iter().map(|c| c.as_str().into()).collect();
             let p = Profile::new(a.tenant, key.template, a.usage, names);
             assert!(key.matches(&p));
-            let s = RandomState::new();
+            let s = std::hash::RandomState::new();
             assert_eq!(key.hash_with(&s), p.key().hash_with(&s));
             let mut out = String::new();
             p.write_sip_uri(&n, &mut out);
@@ -570,8 +584,11 @@ mod tests {
             EntryError::Number(NumberError::MissingPlus)
         );
         assert_eq!(bad(&|e| e.tenant_id = String::new()), EntryError::Tenant);
-        assert_eq!(bad(&|e| e.sip_uri = "tel:+1425".into()), EntryError::SipUri);
-        assert_eq!(bad(&|e| e.sip_uri = "sip:a b@c".into()), EntryError::SipUri);
+        assert_eq!(check_sip_uri("tel:+1425"), Err(EntryError::SipUri));
+        assert_eq!(check_sip_uri("sip:a b@c"), Err(EntryError::SipUri));
+        assert_eq!(check_sip_uri("http://x"), Err(EntryError::SipUri));
+        assert_eq!(check_sip_uri("sips:+1425@c;user=phone"), Ok(()));
+        assert_eq!(check_sip_uri(""), Ok(()));
         assert_eq!(
             bad(&|e| e.sip_uri = format!("sip:{}@x", "a".repeat(MAX_SIP_URI))),
             EntryError::TooLong("sipUri")

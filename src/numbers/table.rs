@@ -287,10 +287,16 @@ fn resolve(
     applied: &mut Applied,
 ) -> Result<Op, EntryError> {
     match change {
-        Ok(Change::Assign(n, a)) => {
-            applied.assigned += 1;
-            Ok((key_of(&n), Some(registry.intern(&n, &a))))
-        }
+        Ok(Change::Assign(n, a)) => match registry.intern(&n, &a) {
+            Ok(id) => {
+                applied.assigned += 1;
+                Ok((key_of(&n), Some(id)))
+            }
+            Err(e) => {
+                applied.skipped += 1;
+                Err(e)
+            }
+        },
         Ok(Change::Remove(n)) => {
             applied.removed += 1;
             Ok((key_of(&n), None))

@@ -510,6 +510,9 @@ impl Message {
             Ok(())
         })?;
         let via = top.ok_or(HeaderError::Missing("Via"))?;
+        if let Some(uri) = self.request_uri_bytes() {
+            Uri::parse(uri).map_err(|_| invalid("Request-URI", "malformed URI"))?;
+        }
         let cseq = self.cseq()?;
         if let Some(method) = self.method_str() {
             if cseq.method_raw != method {

@@ -430,8 +430,8 @@ impl Message {
         }
     }
 
-    /// The parsed Request-URI of a request (it parsed once already, so this cannot fail in
-    /// practice; `None` for responses).
+    /// The parsed Request-URI of a request; `None` for responses and for a Request-URI that
+    /// does not follow the URI grammar (which [`Message::core`] reports as an error).
     pub fn request_uri(&self) -> Option<Uri<'_>> {
         Uri::parse(self.request_uri_bytes()?).ok()
     }
@@ -700,13 +700,48 @@ fn parse_start_line(line: &[u8], offset: u32, limits: &Limits) -> Result<StartLi
             limit: limits.max_uri,
         });
     }
-    Uri::parse(uri).map_err(ParseError::BadRequestUri)?;
+    // Structure only: a scheme, and nothing that would make the request line ambiguous
+    // (angle brackets, quotes, controls; whitespace already split the line). The full URI
+    // grammar is checked lazily by `Message::core` (RFC 5118 ipv6-bad and friends get their
+    // 400 there), which every message the proxy handles goes through.
+    check_uri_shape(uri).map_err(ParseError::BadRequestUri)?;
     Ok(StartLine::Request {
         method: Method::classify(method),
         method_span: at(method),
         uri: at(uri),
     })
 }
+
+/// `scheme ":" 1*char` with visible ASCII only and no `<`, `>` or `"`.
+fn check_uri_shape(uri: &[u8]) -> Result<(), UriError> {
+    let colon = memchr::memchr(b':', uri).ok_or(UriError::NoScheme)?;
+    let scheme = uri.get(..colon).unwrap_or(&[]);
+    if !scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        || !scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err(UriError::BadScheme);
+    }
+    if colon + 1 >= uri.len() {
+        return Err(UriError::Empty);
+    }
+    match uri.iter().find(|&&b| !URI_CHAR[usize::from(b)]) {
+        Some(&b) => Err(UriError::BadChar(b)),
+        None => Ok(()),
+    }
+}
+
+/// Bytes a URI may contain at all: visible ASCII except `<`, `>` and `"`.
+static URI_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 0x7f {
+        t[i] = !matches!(i as u8, b'<' | b'>' | b'"');
+        i += 1;
+    }
+    t
+};
 
 fn parse_status_line(line: &[u8], offset: u32) -> Result<StartLine, ParseError> {
     let version = line.get(..7).unwrap_or(&[]);
