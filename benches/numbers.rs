@@ -341,13 +341,31 @@ fn delta(c: &mut Criterion, table: &NumberTable, n: u64) {
     std::thread::sleep(window);
     stop.store(true, Ordering::Relaxed);
     let alone = alone.join().unwrap();
+    // Control: the reader while another thread only burns CPU, as long (on a small machine
+    // the OS preempts the reader for a busy writer whatever it does).
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy_reader = reader(stop.clone());
+    let burner = std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < window {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    });
+    burner.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let busy = busy_reader.join().unwrap();
     let worst_apply = times.iter().max().copied().unwrap_or_default();
     let mean_apply = times.iter().sum::<Duration>() / times.len() as u32;
     println!(
         "delta {DELTA} changes x{} while a reader thread runs: mean {mean_apply:.2?}, worst {worst_apply:.2?}",
         times.len()
     );
-    for (name, ns) in [("during applies", &during), ("alone, as long", &alone)] {
+    for (name, ns) in [
+        ("during applies", &during),
+        ("alone, as long", &alone),
+        ("beside a CPU burner, as long", &busy),
+    ] {
         println!(
             "reader {name}: {} lookups, p99.9 {} ns, p99.99 {} ns, {} over 1 ms, max {:.2?}",
             ns.len(),
