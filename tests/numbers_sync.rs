@@ -162,6 +162,16 @@ async fn run_script(
     snapshot: Option<PathBuf>,
     script: Vec<Result<NumbersPage, ApiError>>,
 ) -> Run {
+    run_script_with(table, snapshot, script, |_| {}).await
+}
+
+/// [`run_script`] with settings changed by `tweak`.
+async fn run_script_with(
+    table: NumberTable,
+    snapshot: Option<PathBuf>,
+    script: Vec<Result<NumbersPage, ApiError>>,
+    tweak: impl FnOnce(&mut SyncConfig),
+) -> Run {
     let clock = VirtualClock::new();
     let done = CancellationToken::new();
     let api = Arc::new(FakeApi {
@@ -171,7 +181,7 @@ async fn run_script(
         clock: clock.clone(),
         done: done.clone(),
     });
-    let cfg = SyncConfig {
+    let mut cfg = SyncConfig {
         snapshot,
         delta_interval: INTERVAL,
         backoff_min: MIN,
@@ -179,6 +189,7 @@ async fn run_script(
         page_retries: 3,
         ..SyncConfig::default()
     };
+    tweak(&mut cfg);
     let syncer = Syncer::new(api.clone(), table.clone(), cfg)
         .with_clock(clock.clone())
         .with_seed(1);
@@ -503,4 +514,46 @@ async fn snapshot_write_failure_is_reported_and_the_table_still_updates() {
     let s = r.state();
     assert!(s.loaded && s.last_error.is_none());
     assert!(s.snapshot_write_error.unwrap().contains("numbers.snapshot"));
+}
+
+#[tokio::test]
+async fn an_oversized_delta_round_becomes_a_full_listing() {
+    let r = run_script_with(
+        NumberTable::new(),
+        None,
+        vec![
+            page(numbers(0..10, T1), None, Some("d1")),
+            page(numbers(10..20, T1), Some("dp2"), None),
+            page(numbers(20..30, T2), None, Some("d2")),
+        ],
+        |cfg| cfg.max_delta_entries = 15,
+    )
+    .await;
+    assert_eq!(r.cursors(), ["start", "delta:d1", "next:dp2", "start"]);
+    assert_eq!(r.table.len(), 10, "the round was not applied in part");
+    assert_eq!(r.clock.sleeps(), [INTERVAL], "no backoff before the resync");
+}
+
+#[tokio::test]
+async fn an_oversized_listing_fails_and_leaves_the_table() {
+    let r = run_script_with(
+        NumberTable::new(),
+        None,
+        vec![
+            page(numbers(0..10, T1), None, Some("d1")),
+            Err(ApiError::Gone),
+            page(numbers(0..10, T2), Some("p2"), None),
+            page(numbers(10..20, T2), None, Some("d2")),
+        ],
+        |cfg| cfg.max_entries = 15,
+    )
+    .await;
+    assert_eq!(
+        r.cursors(),
+        ["start", "delta:d1", "start", "next:p2", "start"]
+    );
+    assert_eq!(r.table.len(), 10);
+    assert_eq!(r.table.lookup(&n("+14255550001")).unwrap().tenant(), T1);
+    let s = r.state();
+    assert!(s.last_error.unwrap().contains("max_entries"));
 }

@@ -11,13 +11,15 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::entry::{check_sip_uri, Assigned, EntryError, Profile, ProfileKey, Template, TenantId};
+use super::attrs::{Profile, ProfileKey, Template, TenantId};
+use super::entry::{check_sip_uri, Assigned, EntryError};
 use crate::sip::number::E164;
 
 const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-type Chunk = Vec<Option<Arc<Profile>>>;
+/// A fixed array, so a lookup goes chunk → entry with no vector header between.
+type Chunk = [Option<Arc<Profile>>; CHUNK];
 
 /// The id → profile table of one published version.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +43,7 @@ impl Profiles {
     fn set(&mut self, id: u32, p: Option<Arc<Profile>>) {
         let c = (id >> CHUNK_BITS) as usize;
         while self.chunks.len() <= c {
-            self.chunks.push(Arc::new(vec![None; CHUNK]));
+            self.chunks.push(Arc::new(std::array::from_fn(|_| None)));
         }
         if let Some(chunk) = self.chunks.get_mut(c) {
             if let Some(slot) = Arc::make_mut(chunk).get_mut(id as usize & (CHUNK - 1)) {

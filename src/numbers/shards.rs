@@ -496,6 +496,40 @@ mod tests {
         assert_eq!(r.count(0), 1);
     }
 
+    proptest::proptest! {
+        /// Random batches of assigns and removals over few keys (long probe chains, many
+        /// deletions) agree with a `BTreeMap`, counts included, whatever the batching.
+        #[test]
+        fn agrees_with_a_model(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((1u64..300, proptest::option::of(0u32..4)), 0..200),
+                1..12,
+            ),
+            seed: u64,
+        ) {
+            let mut r = refs(4);
+            let mut model = std::collections::BTreeMap::new();
+            let mut m = Shards::build(&[], seed, &mut r);
+            for ops in &batches {
+                m = m.apply(ops, &mut r);
+                for &(k, op) in ops {
+                    match op {
+                        Some(id) => model.insert(k, id),
+                        None => model.remove(&k),
+                    };
+                }
+                proptest::prop_assert_eq!(m.len(), model.len());
+                for k in 1u64..300 {
+                    proptest::prop_assert_eq!(m.get(k), model.get(&k).copied());
+                }
+                for id in 0..4u32 {
+                    let want = model.values().filter(|&&v| v == id).count() as u32;
+                    proptest::prop_assert_eq!(r.count(id), want);
+                }
+            }
+        }
+    }
+
     #[test]
     fn empty_map_finds_nothing() {
         let m = Shards::empty();

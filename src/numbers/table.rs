@@ -1,86 +1,34 @@
 //! [`NumberTable`]: the shared, lock-free number table and its sync status.
 //!
-//! Readers load the current immutable [`Shards`] through an `ArcSwap` and never wait:
+//! Readers load the current immutable map (`shards`) through an `ArcSwap` and never wait:
 //! writers (the sync loop, one at a time behind a writer mutex readers never touch) build
 //! the next value off to the side, from scratch for a full listing ([`NumberTable::install`])
 //! or copying only the touched shards for a delta ([`NumberTable::apply_delta`]), and swap
-//! it in. The writer, not a reader, frees the value it replaced: it waits (bounded) for the
-//! readers that were mid-lookup at the swap to let go first, so no lookup ever pays for
-//! freeing a table.
+//! it in. The writer, not a reader, frees the value it replaced: it keeps a reference to
+//! every replaced value until it is the only holder (readers mid-lookup at the swap, or a
+//! [`TableView`], let go), so no lookup ever pays for freeing a table.
 //!
 //! Invariant: a failed or partial listing never reaches the table; only a completed one is
 //! installed, and `loaded` stays true once any table (snapshot or sync) was installed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::entry::{Capabilities, Change, EntryError, Profile, TenantId};
+use super::attrs::{Capabilities, Profile, TenantId};
+use super::batch::{resolve, Applied, Batch};
+use super::entry::Change;
 use super::profiles::{Profiles, Registry};
 use super::shards::{key_of, number_of, Op, Shards};
+use super::state::{Source, Status, TableState};
 use crate::msapi::NumberEntry;
 use crate::sip::number::E164;
 
-/// How many times a writer yields waiting to be the last owner of a replaced table.
-const RECLAIM_SPINS: u32 = 2_000;
-
-/// Where the table's current content came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The persisted snapshot, loaded at start; no sync has succeeded since.
-    Snapshot,
-    /// A full listing or delta from the API.
-    Sync,
-}
-
-/// What readiness checks, metrics and logs need to know about the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TableState {
-    /// A table (snapshot or sync) has been installed: lookups are meaningful. False at
-    /// start with no snapshot and no API: the gateway is not ready.
-    pub loaded: bool,
-    /// Where the content came from; `None` before anything was loaded.
-    pub source: Option<Source>,
-    /// Numbers held.
-    pub entries: usize,
-    /// Wall-clock time of the last successful sync (or of the snapshot's writing).
-    pub last_sync_ok: Option<SystemTime>,
-    /// Time since the last successful sync (or since the snapshot was written).
-    pub stale_for: Option<Duration>,
-    /// The last API error, cleared by the next success.
-    pub last_error: Option<String>,
-    /// API errors since the last success.
-    pub consecutive_errors: u32,
-    /// Why the snapshot could not be loaded at start (it was ignored), if it could not.
-    pub snapshot_load_error: Option<String>,
-    /// Why the last snapshot write failed; cleared by the next successful write.
-    pub snapshot_write_error: Option<String>,
-    /// API entries skipped as invalid, in total.
-    pub skipped_invalid: u64,
-    /// Completed full listings.
-    pub full_syncs: u64,
-    /// Completed delta rounds.
-    pub deltas: u64,
-}
-
-/// The sync status, written by the sync loop.
-#[derive(Debug, Default)]
-pub(crate) struct Status {
-    pub(crate) source: Option<Source>,
-    pub(crate) last_ok_wall: Option<SystemTime>,
-    pub(crate) last_ok: Option<Instant>,
-    /// How old the content already was at `last_ok` (a snapshot's age when loaded).
-    pub(crate) last_ok_age: Duration,
-    pub(crate) last_error: Option<String>,
-    pub(crate) consecutive_errors: u32,
-    pub(crate) snapshot_load_error: Option<String>,
-    pub(crate) snapshot_write_error: Option<String>,
-    pub(crate) full_syncs: u64,
-    pub(crate) deltas: u64,
-}
+/// How long a writer waits for readers to let go of the value it replaced before leaving
+/// it for its next write to free.
+const RECLAIM_WAIT: Duration = Duration::from_millis(2);
 
 /// One number's assignment, owned (one reference count, no copy of the strings).
 #[derive(Debug, Clone)]
@@ -205,112 +153,17 @@ impl Current {
     }
 }
 
-/// What [`NumberTable::install`] and [`NumberTable::apply_delta`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Applied {
-    /// Entries that assigned a number.
-    pub assigned: usize,
-    /// Entries that removed a number (or were not `assigned`).
-    pub removed: usize,
-    /// Entries skipped as invalid.
-    pub skipped: u64,
-    /// Numbers in the table afterwards.
-    pub len: usize,
-}
-
-/// A full listing being built off to the side (page by page), or a snapshot being read;
-/// [`NumberTable::install`] swaps it in whole.
-#[derive(Debug, Default)]
-pub struct Batch {
-    ops: Vec<Op>,
+/// What only writers touch.
+#[derive(Default)]
+struct Writer {
     registry: Registry,
-    applied: Applied,
-    last_skip: Option<String>,
-}
-
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Batch {
-        Batch::default()
-    }
-
-    /// Adds one API entry; an invalid one is counted, remembered for the log and skipped.
-    pub fn push(&mut self, e: &NumberEntry) -> Result<(), EntryError> {
-        let change = Change::from_entry(e);
-        match resolve(&mut self.registry, change, &mut self.applied) {
-            Ok(op) => {
-                self.ops.push(op);
-                Ok(())
-            }
-            Err(err) => {
-                self.last_skip = Some(format!("{:?}: {err}", e.telephone_number));
-                Err(err)
-            }
-        }
-    }
-
-    /// Adds a page of entries.
-    pub fn extend<'a>(&mut self, entries: impl IntoIterator<Item = &'a NumberEntry>) {
-        for e in entries {
-            let _ = self.push(e);
-        }
-    }
-
-    /// Entries added so far (assigned + removed + skipped).
-    pub fn entries(&self) -> usize {
-        self.ops.len() + self.applied.skipped as usize
-    }
-
-    /// Counts so far (`len` is not known before install).
-    pub fn applied(&self) -> Applied {
-        self.applied
-    }
-
-    /// The last skipped entry and why, for the log.
-    pub fn last_skip(&self) -> Option<&str> {
-        self.last_skip.as_deref()
-    }
-
-    pub(crate) fn push_op(&mut self, op: Op) {
-        self.ops.push(op);
-    }
-
-    pub(crate) fn registry(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-}
-
-/// Parses and interns one change.
-fn resolve(
-    registry: &mut Registry,
-    change: Result<Change<'_>, EntryError>,
-    applied: &mut Applied,
-) -> Result<Op, EntryError> {
-    match change {
-        Ok(Change::Assign(n, a)) => match registry.intern(&n, &a) {
-            Ok(id) => {
-                applied.assigned += 1;
-                Ok((key_of(&n), Some(id)))
-            }
-            Err(e) => {
-                applied.skipped += 1;
-                Err(e)
-            }
-        },
-        Ok(Change::Remove(n)) => {
-            applied.removed += 1;
-            Ok((key_of(&n), None))
-        }
-        Err(e) => {
-            applied.skipped += 1;
-            Err(e)
-        }
-    }
+    /// Replaced values some reader or view may still hold; freed here once unique.
+    retired: Vec<Arc<Current>>,
 }
 
 struct Inner {
     current: ArcSwap<Current>,
-    writer: Mutex<Registry>,
+    writer: Mutex<Writer>,
     status: Mutex<Status>,
     skipped: AtomicU64,
 }
@@ -350,7 +203,7 @@ impl NumberTable {
                     profiles: Profiles::default(),
                     loaded: false,
                 }),
-                writer: Mutex::new(Registry::default()),
+                writer: Mutex::new(Writer::default()),
                 status: Mutex::new(Status::default()),
                 skipped: AtomicU64::new(0),
             }),
@@ -451,12 +304,13 @@ impl NumberTable {
             len: map.len(),
             ..applied
         };
-        self.publish(Current {
+        let next = Current {
             map,
             profiles: registry.published(),
             loaded: true,
-        });
-        *writer = registry;
+        };
+        writer.registry = registry;
+        self.publish(&mut writer, next);
         drop(writer);
         self.inner
             .skipped
@@ -470,7 +324,7 @@ impl NumberTable {
     /// shards touched; lookups meanwhile see the previous version.
     pub fn apply_delta<'a>(&self, changes: impl IntoIterator<Item = &'a NumberEntry>) -> Applied {
         let mut writer = lock(&self.inner.writer);
-        let registry = &mut *writer;
+        let registry = &mut writer.registry;
         let mut applied = Applied::default();
         let ops: Vec<Op> = changes
             .into_iter()
@@ -486,7 +340,7 @@ impl NumberTable {
             loaded: cur.loaded,
         };
         drop(cur);
-        self.publish(next);
+        self.publish(&mut writer, next);
         drop(writer);
         self.inner
             .skipped
@@ -494,23 +348,20 @@ impl NumberTable {
         applied
     }
 
-    /// Swaps in `next`, then frees the replaced value here rather than in a reader: waits
-    /// (bounded) for lookups that were running at the swap to let go of it first.
-    fn publish(&self, next: Current) {
-        let mut old = self.inner.current.swap(Arc::new(next));
-        for _ in 0..RECLAIM_SPINS {
-            match Arc::try_unwrap(old) {
-                Ok(cur) => {
-                    drop(cur);
-                    return;
-                }
-                Err(still_shared) => {
-                    old = still_shared;
-                    std::thread::yield_now();
-                }
+    /// Swaps in `next` and retires the replaced value; frees every retired value no reader
+    /// or view holds any more, waiting briefly for lookups running at the swap. (A swap
+    /// counts the readers that had loaded the old value, so a count of one is exact.)
+    fn publish(&self, writer: &mut Writer, next: Current) {
+        let old = self.inner.current.swap(Arc::new(next));
+        writer.retired.push(old);
+        let deadline = Instant::now() + RECLAIM_WAIT;
+        loop {
+            writer.retired.retain(|v| Arc::strong_count(v) > 1);
+            if writer.retired.is_empty() || Instant::now() >= deadline {
+                break;
             }
+            std::thread::yield_now();
         }
-        // A long-lived view (the snapshot writer) still holds it: its holder frees it.
     }
 
     pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
@@ -519,142 +370,5 @@ impl NumberTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T1: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
-    const T2: &str = "6b65a6a4-8b81-48f6-b38a-088ca65ed389";
-
-    fn entry(n: &str, tenant: &str) -> NumberEntry {
-        NumberEntry {
-            telephone_number: n.into(),
-            tenant_id: tenant.into(),
-            sip_uri: format!("sip:{n}@t.example;user=phone"),
-            usage: "CallingUserAssignment".into(),
-            assignment_status: "assigned".into(),
-            capabilities: vec!["InboundCalling".into()],
-            last_modified_date_time: String::new(),
-            removed: None,
-        }
-    }
-
-    fn n(s: &str) -> E164 {
-        E164::parse(s).unwrap()
-    }
-
-    #[test]
-    fn starts_empty_and_not_loaded() {
-        let t = NumberTable::new();
-        assert!(!t.is_loaded());
-        assert!(t.is_empty());
-        assert!(t.lookup(&n("+14255550100")).is_none());
-        let s = t.state();
-        assert!(!s.loaded);
-        assert_eq!((s.source, s.entries, s.stale_for), (None, 0, None));
-    }
-
-    #[test]
-    fn replace_all_then_lookup() {
-        let t = NumberTable::new();
-        let mut bad = entry("4255550199", T1);
-        bad.telephone_number = "4255550199".into();
-        let mut unassigned = entry("+14255550102", T1);
-        unassigned.assignment_status = "unassigned".into();
-        let es = [
-            entry("+14255550100", T1),
-            entry("+14255550101", T2),
-            bad,
-            unassigned,
-        ];
-        let a = t.replace_all(&es, Source::Sync);
-        assert_eq!(
-            a,
-            Applied {
-                assigned: 2,
-                removed: 1,
-                skipped: 1,
-                len: 2
-            }
-        );
-        assert!(t.is_loaded());
-        let got = t.lookup(&n("+14255550101")).unwrap();
-        assert_eq!(got.tenant(), T2);
-        assert_eq!(got.sip_uri(), "sip:+14255550101@t.example;user=phone");
-        assert_eq!(got.usage(), "CallingUserAssignment");
-        assert!(got.capabilities().contains(Capabilities::INBOUND_CALLING));
-        assert!(!got.capabilities().contains(Capabilities::OUTBOUND_CALLING));
-        assert!(t.lookup(&n("+14255550102")).is_none());
-        assert!(t.contains(&n("+14255550100")));
-        assert_eq!(t.state().skipped_invalid, 1);
-        assert_eq!(t.state().source, Some(Source::Sync));
-        let view = t.view();
-        let mut all: Vec<String> = view.iter().map(|(n, _)| n.to_string()).collect();
-        all.sort();
-        assert_eq!(all, ["+14255550100", "+14255550101"]);
-    }
-
-    #[test]
-    fn deltas_add_change_remove() {
-        let t = NumberTable::new();
-        t.replace_all(&[entry("+1001", T1), entry("+1002", T1)], Source::Sync);
-        let before = t.view();
-        let mut gone = entry("+1001", "");
-        gone.removed = Some(crate::msapi::Removed {
-            reason: "deleted".into(),
-        });
-        let a = t.apply_delta(&[gone, entry("+1002", T2), entry("+1003", T1), entry("x", T1)]);
-        assert_eq!((a.assigned, a.removed, a.skipped, a.len), (2, 1, 1, 2));
-        assert!(t.lookup(&n("+1001")).is_none());
-        assert_eq!(t.lookup(&n("+1002")).unwrap().tenant(), T2);
-        assert_eq!(t.lookup(&n("+1003")).unwrap().tenant(), T1);
-        assert_eq!(before.len(), 2, "a view keeps its version");
-        assert_eq!(before.get(&n("+1002")).unwrap().tenant().as_str(), T1);
-        assert_eq!(t.state().skipped_invalid, 1);
-    }
-
-    #[test]
-    fn delta_on_unloaded_table_does_not_mark_it_loaded() {
-        let t = NumberTable::new();
-        t.apply_delta(&[entry("+1001", T1)]);
-        assert!(!t.is_loaded());
-        assert_eq!(t.len(), 1);
-    }
-
-    #[test]
-    fn readers_run_during_writes() {
-        let t = NumberTable::new();
-        let es: Vec<_> = (0..20_000)
-            .map(|i| entry(&format!("+1425{i:07}"), T1))
-            .collect();
-        t.replace_all(&es, Source::Sync);
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lookups = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let reader = {
-            let (t, stop, lookups) = (t.clone(), stop.clone(), lookups.clone());
-            std::thread::spawn(move || {
-                let mut seen = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    seen += u64::from(t.lookup(&n("+14250000000")).is_some());
-                    lookups.fetch_add(1, Ordering::Relaxed);
-                }
-                seen
-            })
-        };
-        // On a loaded machine the reader may not have run yet: wait for it, so the writes
-        // really overlap reads (and the test cannot fail for scheduling reasons).
-        let wait_for_more = |than: u64| {
-            while lookups.load(Ordering::Relaxed) <= than {
-                std::thread::yield_now();
-            }
-        };
-        wait_for_more(0);
-        for i in 0..50 {
-            let e = entry(&format!("+1426{i:07}"), T2);
-            t.apply_delta(std::slice::from_ref(&e));
-        }
-        wait_for_more(lookups.load(Ordering::Relaxed));
-        stop.store(true, Ordering::Relaxed);
-        assert!(reader.join().unwrap() > 0);
-        assert_eq!(t.len(), 20_050);
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

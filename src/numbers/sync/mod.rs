@@ -4,7 +4,8 @@
 //!    that cannot be read is logged, reported in [`super::TableState`] and ignored.
 //! 2. With a delta link (from the snapshot or the last sync), poll `Cursor::Delta` every
 //!    `delta_interval`, following `@odata.nextLink` pages, and apply the round at once.
-//!    `Gone` (410: the link expired) drops the link: a full listing follows at once.
+//!    `Gone` (410: the link expired) drops the link: a full listing follows at once, as it
+//!    does when a round holds more than `max_delta_entries` (a bound on memory).
 //! 3. Without one, list everything (`Cursor::Start`, then `Next`) into a [`Batch`] off to
 //!    the side, and install it only when the last page arrived: a failed listing never
 //!    empties or shrinks the table.
@@ -18,46 +19,24 @@
 //! can fix (refused credentials, an unreadable answer) wait `backoff_max` and are logged
 //! as errors. Time comes from a [`Clock`], so tests run the loop in virtual time.
 
+mod persist;
+mod time;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::snapshot;
-use super::table::{Applied, Batch, NumberTable, Source};
-use crate::msapi::{ApiError, BoxFuture, Cursor, NumberEntry, NumbersApi, NumbersPage};
+use super::batch::Batch;
+use super::state::Source;
+use super::table::NumberTable;
+use crate::msapi::{ApiError, Cursor, NumberEntry, NumbersApi, NumbersPage};
 
-/// Longest `Retry-After` honoured (a bogus header must not park the loop for days).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// Where the loop gets time from.
-pub trait Clock: Send + Sync {
-    /// Monotonic now.
-    fn now(&self) -> Instant;
-    /// Wall-clock now (snapshot times, `last_sync_ok`).
-    fn wall(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    /// Waits `d`.
-    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()>;
-}
-
-/// The real clock: tokio's timers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioClock;
-
-impl Clock for TokioClock {
-    fn now(&self) -> Instant {
-        tokio::time::Instant::now().into_std()
-    }
-    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
-        Box::pin(tokio::time::sleep(d))
-    }
-}
+pub use time::{Backoff, Clock, TokioClock, MAX_RETRY_AFTER};
 
 /// The loop's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +51,12 @@ pub struct SyncConfig {
     pub backoff_max: Duration,
     /// Tries of one page before the listing or delta round starts over.
     pub page_retries: u32,
-    /// Most entries one listing or delta round may hold (a bound on memory).
+    /// Most entries one full listing may hold (a bound on memory: 16 bytes each while
+    /// the listing is built); beyond it the listing fails.
     pub max_entries: usize,
+    /// Most entries one delta round may hold (a bound on memory: the round is kept as API
+    /// entries until it is applied); beyond it a full listing replaces the round.
+    pub max_delta_entries: usize,
     /// An empty delta round rewrites the snapshot only when the last write is this old.
     pub snapshot_refresh: Duration,
 }
@@ -87,6 +70,7 @@ impl Default for SyncConfig {
             backoff_max: Duration::from_secs(60),
             page_retries: 5,
             max_entries: 50_000_000,
+            max_delta_entries: 200_000,
             snapshot_refresh: Duration::from_secs(300),
         }
     }
@@ -103,54 +87,12 @@ impl SyncConfig {
     }
 }
 
-/// Exponential backoff with full jitter, bounded by `min` and `max`. Pure.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// A backoff between `min` and `max` (`max` raised to `min` if below).
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    /// After a success: start again from `min`.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The wait after `e`: uniform in `[min, min(max, min·2^attempt)]`; `max` when no
-    /// retry can fix `e`; at least `Retry-After` (up to [`MAX_RETRY_AFTER`]) when throttled.
-    pub fn next(&mut self, e: &ApiError, rng: &mut impl Rng) -> Duration {
-        let attempt = self.attempt;
-        self.attempt = self.attempt.saturating_add(1);
-        if !e.is_retryable() {
-            return self.max;
-        }
-        let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
-        let cap = self.min.saturating_mul(factor).min(self.max);
-        let (lo, hi) = (self.min.as_millis() as u64, cap.as_millis() as u64);
-        let d = Duration::from_millis(rng.random_range(lo..=hi.max(lo)));
-        match e {
-            ApiError::Throttled { retry_after_secs } => {
-                d.max(Duration::from_secs(*retry_after_secs).min(MAX_RETRY_AFTER))
-            }
-            _ => d,
-        }
-    }
-}
-
 /// Why a step stopped.
 enum Stop {
     Cancelled,
     Api(ApiError),
+    /// The delta round is too large to hold: list everything instead.
+    TooLarge,
 }
 
 /// The sync loop's state; [`Syncer::run`] drives it until cancelled.
@@ -220,7 +162,23 @@ impl Syncer {
                     self.delta_link = None;
                     continue;
                 }
+                Err(Stop::TooLarge) if delta => {
+                    warn!(
+                        max = self.cfg.max_delta_entries,
+                        "numbers delta round too large; full resync instead"
+                    );
+                    self.delta_link = None;
+                    continue;
+                }
                 Err(Stop::Api(e)) => self.backoff.next(&e, &mut self.rng),
+                Err(Stop::TooLarge) => {
+                    let e = ApiError::Decode(format!(
+                        "more than max_entries ({}) in one listing",
+                        self.cfg.max_entries
+                    ));
+                    self.report(&e);
+                    self.backoff.next(&e, &mut self.rng)
+                }
             };
             if self.sleep(wait, &cancel).await.is_err() {
                 return;
@@ -267,23 +225,19 @@ impl Syncer {
         }
     }
 
-    /// Follows `Next` links from the page `first` reads, calling `take` on each page; returns
-    /// the delta link of the last page.
+    /// Follows `Next` links from the page `first` reads, calling `take` on each page (which
+    /// returns the entries held so far, at most `max`); returns the last page's delta link.
     async fn pages(
         &mut self,
         first: Cursor<'_>,
         cancel: &CancellationToken,
+        max: usize,
         mut take: impl FnMut(Vec<NumberEntry>) -> usize,
     ) -> Result<Option<String>, Stop> {
         let mut page = self.fetch(first, cancel).await?;
         loop {
-            if take(page.value) > self.cfg.max_entries {
-                let e = ApiError::Decode(format!(
-                    "more than max_entries ({}) in one listing",
-                    self.cfg.max_entries
-                ));
-                self.report(&e);
-                return Err(Stop::Api(e));
+            if take(page.value) > max {
+                return Err(Stop::TooLarge);
             }
             let Some(next) = page.next_link else {
                 return Ok(page.delta_link);
@@ -295,7 +249,7 @@ impl Syncer {
     async fn full(&mut self, cancel: &CancellationToken) -> Result<(), Stop> {
         let mut batch = Batch::new();
         let link = self
-            .pages(Cursor::Start, cancel, |value| {
+            .pages(Cursor::Start, cancel, self.cfg.max_entries, |value| {
                 batch.extend(&value);
                 batch.entries()
             })
@@ -327,10 +281,15 @@ impl Syncer {
         let link = self.delta_link.clone().unwrap_or_default();
         let mut changes: Vec<NumberEntry> = Vec::new();
         let next = self
-            .pages(Cursor::Delta(&link), cancel, |value| {
-                changes.extend(value);
-                changes.len()
-            })
+            .pages(
+                Cursor::Delta(&link),
+                cancel,
+                self.cfg.max_delta_entries,
+                |value| {
+                    changes.extend(value);
+                    changes.len()
+                },
+            )
             .await?;
         let received = changes.len();
         let table = self.table.clone();
@@ -380,93 +339,6 @@ impl Syncer {
             error!(error = %e, errors, stale_secs, loaded, "numbers API refuses us or answers garbage; needs a person, retrying slowly");
         }
     }
-
-    async fn load_snapshot(&mut self) {
-        let Some(path) = self.cfg.snapshot.clone() else {
-            return;
-        };
-        let table = self.table.clone();
-        let shown = path.display().to_string();
-        let loaded = off_thread(move || {
-            let l = snapshot::read(&path)?;
-            Ok(l.map(|l| {
-                (
-                    l.created,
-                    l.delta_link,
-                    table.install(l.batch, Source::Snapshot),
-                )
-            }))
-        })
-        .await;
-        match loaded {
-            Ok(Some((created, link, applied))) => self.serve_snapshot(created, link, applied),
-            Ok(None) => info!(
-                path = shown,
-                "no numbers snapshot; waiting for the first sync"
-            ),
-            Err::<_, snapshot::SnapshotError>(e) => {
-                warn!(path = shown, error = %e, "numbers snapshot unreadable; ignored, full sync follows");
-                self.table.status().snapshot_load_error = Some(e.to_string());
-            }
-        }
-    }
-
-    fn serve_snapshot(&mut self, created: SystemTime, link: Option<String>, applied: Applied) {
-        let age = self
-            .clock
-            .wall()
-            .duration_since(created)
-            .unwrap_or_default();
-        let now = self.clock.now();
-        let mut s = self.table.status();
-        s.last_ok_wall = Some(created);
-        s.last_ok = Some(now);
-        s.last_ok_age = age;
-        s.source = Some(Source::Snapshot);
-        drop(s);
-        info!(
-            numbers = applied.len,
-            age_secs = age.as_secs(),
-            delta = link.is_some(),
-            "serving numbers from snapshot"
-        );
-        self.delta_link = link;
-    }
-
-    async fn persist(&mut self, changed: bool) {
-        let Some(path) = self.cfg.snapshot.clone() else {
-            return;
-        };
-        let now = self.clock.now();
-        let fresh = self
-            .last_write
-            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.snapshot_refresh);
-        if !changed && fresh {
-            return;
-        }
-        let (view, link, wall) = (
-            self.table.view(),
-            self.delta_link.clone(),
-            self.clock.wall(),
-        );
-        let written =
-            off_thread(move || snapshot::write(&path, &view, link.as_deref(), wall)).await;
-        match written {
-            Ok(w) => {
-                debug!(
-                    entries = w.entries,
-                    bytes = w.bytes,
-                    "numbers snapshot written"
-                );
-                self.last_write = Some(now);
-                self.table.status().snapshot_write_error = None;
-            }
-            Err(e) => {
-                error!(error = %e, "numbers snapshot write failed; the table is current, a restart would load an older one");
-                self.table.status().snapshot_write_error = Some(e.to_string());
-            }
-        }
-    }
 }
 
 /// Runs CPU- or disk-heavy work (building a table, a snapshot) off the async workers.
@@ -474,62 +346,5 @@ async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rng() -> StdRng {
-        StdRng::seed_from_u64(7)
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_within_bounds() {
-        let (min, max) = (Duration::from_secs(1), Duration::from_secs(60));
-        let mut b = Backoff::new(min, max);
-        let mut r = rng();
-        let e = ApiError::Transport("reset".into());
-        for attempt in 0..40u32 {
-            let d = b.next(&e, &mut r);
-            let cap = min.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
-            assert!(d >= min && d <= cap.min(max), "attempt {attempt}: {d:?}");
-        }
-        // Full jitter: late waits spread over the whole range.
-        let late: Vec<_> = (0..200).map(|_| b.next(&e, &mut r)).collect();
-        assert!(late.iter().any(|d| *d < Duration::from_secs(20)));
-        assert!(late.iter().any(|d| *d > Duration::from_secs(40)));
-        b.reset();
-        assert!(b.next(&e, &mut r) <= Duration::from_secs(1));
-    }
-
-    #[test]
-    fn throttling_waits_at_least_retry_after() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut r = rng();
-        let t = ApiError::Throttled {
-            retry_after_secs: 30,
-        };
-        assert!((0..10).all(|_| b.next(&t, &mut r) >= Duration::from_secs(30)));
-        let huge = ApiError::Throttled {
-            retry_after_secs: u64::MAX,
-        };
-        assert_eq!(b.next(&huge, &mut r), MAX_RETRY_AFTER);
-    }
-
-    #[test]
-    fn hopeless_errors_wait_the_maximum() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let mut r = rng();
-        for e in [
-            ApiError::Unauthorized("no".into()),
-            ApiError::Decode("x".into()),
-        ] {
-            assert_eq!(b.next(&e, &mut r), Duration::from_secs(60));
-        }
-        let mut inverted = Backoff::new(Duration::from_secs(5), Duration::from_secs(1));
-        let d = inverted.next(&ApiError::Transport("x".into()), &mut r);
-        assert_eq!(d, Duration::from_secs(5), "max is raised to min");
     }
 }

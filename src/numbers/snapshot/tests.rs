@@ -2,9 +2,10 @@
 //! flip, other versions, records that pass the checksums but lie).
 
 use std::io::Cursor;
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
-use crate::msapi::NumberEntry;
+use crate::numbers::shards::MAX_KEY;
 use crate::numbers::{NumberTable, Source};
 use crate::sip::number::E164;
 
@@ -12,18 +13,7 @@ const T1: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
 const T2: &str = "6b65a6a4-8b81-48f6-b38a-088ca65ed389";
 const LINK: &str = "https://api.example/numbers/delta?$deltatoken=abc";
 
-fn entry(n: &str, tenant: &str, uri: &str, caps: &[&str]) -> NumberEntry {
-    NumberEntry {
-        telephone_number: n.into(),
-        tenant_id: tenant.into(),
-        sip_uri: uri.into(),
-        usage: "CallingUserAssignment".into(),
-        assignment_status: "assigned".into(),
-        capabilities: caps.iter().map(|c| c.to_string()).collect(),
-        last_modified_date_time: String::new(),
-        removed: None,
-    }
-}
+use crate::numbers::fixtures::entry;
 
 fn sample() -> NumberTable {
     let t = NumberTable::new();
