@@ -10,6 +10,7 @@
 //! - [`app`]: the daemon: transports and the proxy task wired together, signals.
 //! - [`numbers`]: the assigned-numbers table (lock-free lookups), its persisted snapshot
 //!   and the sync loop that keeps it current from the API.
+//! - [`cdr`]: call detail records, their durable spool, upload and export.
 //! - [`msapi`]: the Microsoft API contract: types, the adapter traits, the HTTP client.
 //! - [`emulator`]: the Microsoft API emulator (tests, benches, `api.base_url = "embedded"`).
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod emulator;

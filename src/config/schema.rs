@@ -412,6 +412,110 @@ impl Default for EmulatorCfg {
     }
 }
 
+/// `[cdr]`: call timing, the durable record spool, upload to Microsoft and export.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cdr {
+    /// Time calls and write records at all (false: no spool, no upload).
+    pub enabled: bool,
+    /// The spool directory (segments, the acknowledgement cursor, the dead-letter file).
+    pub spool_dir: PathBuf,
+    /// A segment is closed and a new one started past this many bytes.
+    pub segment_bytes: u64,
+    /// Group commit: appended records are fsynced at least this often.
+    pub fsync_interval: Dur,
+    /// Disk cap for the spool. Past `alarm_ratio` of it an alarm is raised; at the cap new
+    /// calls are refused (503) so that records of calls already up are never dropped.
+    pub max_bytes: u64,
+    /// Fraction of `max_bytes` that raises the alarm.
+    pub alarm_ratio: f64,
+    /// A call still up after this long is ended (record closed as `max_duration`).
+    pub max_call_duration: Dur,
+    /// Most calls timed at once; beyond it new calls get 503.
+    pub max_calls: usize,
+    /// `[cdr.upload]`
+    pub upload: CdrUpload,
+    /// `[cdr.export]`: the carrier's own record files; absent = none.
+    pub export: Option<CdrExport>,
+}
+
+impl Default for Cdr {
+    fn default() -> Self {
+        Cdr {
+            enabled: true,
+            spool_dir: PathBuf::from("var/spool"),
+            segment_bytes: 64 << 20,
+            fsync_interval: Dur(Duration::from_millis(20)),
+            max_bytes: 4 << 30,
+            alarm_ratio: 0.8,
+            max_call_duration: Dur(Duration::from_secs(12 * 3600)),
+            max_calls: 1_000_000,
+            upload: CdrUpload::default(),
+            export: None,
+        }
+    }
+}
+
+/// `[cdr.upload]`: giving durations to Microsoft.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdrUpload {
+    /// Upload at all (needs `[api]`).
+    pub enabled: bool,
+    /// Most records per request (the API takes at most 1000).
+    pub batch_size: usize,
+    /// A partial batch is sent after waiting this long for more records.
+    pub batch_wait: Dur,
+    /// Shortest and longest wait after a failed upload (exponential, jittered; a
+    /// `Retry-After` is honoured up to an hour).
+    pub backoff_min: Dur,
+    /// See `backoff_min`.
+    pub backoff_max: Dur,
+}
+
+impl Default for CdrUpload {
+    fn default() -> Self {
+        CdrUpload {
+            enabled: true,
+            batch_size: 500,
+            batch_wait: Dur(Duration::from_millis(500)),
+            backoff_min: Dur(Duration::from_millis(500)),
+            backoff_max: Dur(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// Record file format for `[cdr.export]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// `[cdr.export]`: finished records written to rotating files for the carrier's billing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrExport {
+    /// Directory of the files (`cdr-<UTC start>.jsonl`).
+    pub dir: PathBuf,
+    /// `jsonl` (default) or `csv`.
+    #[serde(default = "default_export_format")]
+    pub format: ExportFormat,
+    /// A new file is started this often.
+    #[serde(default = "default_rotate")]
+    pub rotate: Dur,
+}
+
+fn default_export_format() -> ExportFormat {
+    ExportFormat::Jsonl
+}
+fn default_rotate() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -450,4 +554,7 @@ pub struct Config {
     /// `[emulator]`
     #[serde(default)]
     pub emulator: EmulatorCfg,
+    /// `[cdr]`
+    #[serde(default)]
+    pub cdr: Cdr,
 }

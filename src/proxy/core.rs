@@ -190,6 +190,7 @@ impl Proxy {
             self.layer.poll_timeout(),
             self.sets[0].next_probe_at(),
             self.sets[1].next_probe_at(),
+            self.policy.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -199,6 +200,9 @@ impl Proxy {
     /// Runs timers and probes due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.layer.handle_timeout(now);
+        if self.policy.poll_timeout().is_some_and(|at| at <= now) {
+            self.policy.handle_timeout(now);
+        }
         for side in [Side::Microsoft, Side::Carrier] {
             while let Some(dest) = self.sets[idx(side)].poll_probe(now) {
                 self.send_probe(now, side, dest);
@@ -273,8 +277,14 @@ impl Proxy {
             }
         }
         match self.layer.on_request(now, &r.msg, r.source) {
-            RequestOutcome::New(sid) => self.new_request(now, sid, r, side, in_dialog),
-            RequestOutcome::AckPassThrough { .. } => self.forward_ack(r.msg, side),
+            RequestOutcome::New(sid) => {
+                self.policy.on_request(now, side, &r.msg);
+                self.new_request(now, sid, r, side, in_dialog)
+            }
+            RequestOutcome::AckPassThrough { .. } => {
+                self.policy.on_request(now, side, &r.msg);
+                self.forward_ack(r.msg, side)
+            }
             RequestOutcome::Cancel { invite, .. } => {
                 if let Some(p) = self.pending.get_mut(&invite) {
                     p.cancelled = true;
@@ -374,6 +384,8 @@ impl Proxy {
             return false;
         };
         let pops = self.our_route_pops(&request);
+        let dest_name = self.sets[idx(to_side)].dest(dest).name.clone();
+        self.policy.on_forward(now, &request, &dest_name);
         self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
         true
     }
@@ -599,6 +611,7 @@ impl Proxy {
         let bytes = e.finish();
         if self.layer.send_response(now, sid, bytes, status).is_ok() {
             self.stats.forwarded_responses += 1;
+            self.observe_response(now, sid, msg);
             self.finish_pending(sid, status);
         }
     }
@@ -632,8 +645,7 @@ impl Proxy {
             &[],
             None,
         );
-        let _ = self.layer.send_response(now, sid, bytes, status);
-        self.finish_pending(sid, status);
+        self.send_answer(now, sid, bytes, status);
     }
 
     /// Answers a server transaction ourselves.
@@ -650,8 +662,29 @@ impl Proxy {
             extra,
             None,
         );
-        let _ = self.layer.send_response(now, sid, bytes, status);
+        self.send_answer(now, sid, bytes, status);
+    }
+
+    /// Sends a response the proxy built on its server transaction and shows it to the policy.
+    fn send_answer(&mut self, now: Millis, sid: ServerId, bytes: Bytes, status: u16) {
+        if self
+            .layer
+            .send_response(now, sid, bytes.clone(), status)
+            .is_ok()
+            && status > 100
+        {
+            if let Ok(msg) = Message::parse(bytes, &Limits::DEFAULT) {
+                self.observe_response(now, sid, &msg);
+            }
+        }
         self.finish_pending(sid, status);
+    }
+
+    /// Shows a response sent upstream to the policy, with the side its request came from.
+    fn observe_response(&mut self, now: Millis, sid: ServerId, msg: &Message) {
+        if let Some(side) = self.pending.get(&sid).map(|p| p.from_side) {
+            self.policy.on_response(now, side, msg);
+        }
     }
 
     /// Answers a request without a transaction (invalid, looping, flooding, overload).

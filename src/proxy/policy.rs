@@ -36,6 +36,28 @@ pub trait Policy: Send {
 
     /// Called for every transaction event, in order.
     fn observe(&mut self, _event: &Event) {}
+
+    /// Called for every request received on `side` that starts a server transaction (new
+    /// or in-dialog; for out-of-dialog ones before [`Policy::check`]) and for every ACK
+    /// passed through end to end, after source ACL, validation, loop and flood checks.
+    fn on_request(&mut self, _now: Millis, _side: Side, _msg: &Message) {}
+
+    /// Called each time an out-of-dialog request (`msg`, as received) is forwarded to a
+    /// destination chosen from a set (the first try and every failover), with its name.
+    fn on_forward(&mut self, _now: Millis, _msg: &Message, _dest: &str) {}
+
+    /// Called for every response (100 Trying excepted) sent upstream on a server
+    /// transaction whose request came from `side`: relayed from downstream (every 2xx of a
+    /// forked INVITE included) or built by the proxy (rejects, 408, 503, 487).
+    fn on_response(&mut self, _now: Millis, _side: Side, _response: &Message) {}
+
+    /// When [`Policy::handle_timeout`] must next be called (e.g. session timers).
+    fn poll_timeout(&self) -> Option<Millis> {
+        None
+    }
+
+    /// Runs the policy's timers due at `now`.
+    fn handle_timeout(&mut self, _now: Millis) {}
 }
 
 /// The policy until the number policy lands: allows everything.
