@@ -10,15 +10,21 @@
 //! - [`app`]: the daemon: transports and the proxy task wired together, signals.
 //! - [`numbers`]: the assigned-numbers table (lock-free lookups), its persisted snapshot
 //!   and the sync loop that keeps it current from the API.
+//! - [`calls`]: call timing: the sans-IO tracker that turns the proxy's view of every call
+//!   into duration records.
 //! - [`cdr`]: call detail records, their durable spool, upload and export.
 //! - [`msapi`]: the Microsoft API contract: types, the adapter traits, the HTTP client.
 //! - [`emulator`]: the Microsoft API emulator (tests, benches, `api.base_url = "embedded"`).
+//! - [`admin`]: the admin HTTP server (`/metrics`, health, status, reload) and the metrics
+//!   catalogue with the helpers that publish into it.
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
+pub mod calls;
 pub mod cdr;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,8 @@
 //! parse each message on the receiving task — so parsing uses every core — and hand it to
 //! the proxy inline (see [`shard`]); one timer task runs the proxy's timers and probes.
 
+mod admin;
+pub mod cdr;
 mod shard;
 
 use anyhow::Context;
@@ -18,9 +20,11 @@ use crate::proxy::dispatch::DestSet;
 use crate::proxy::flood::FloodControl;
 use std::sync::Arc;
 
+use crate::calls::{CallTracker, CdrSink, TrackerConfig, WallClock};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::msapi::http::HttpApi;
 use crate::msapi::token::load_secret;
+use crate::msapi::DurationsApi;
 use crate::numbers::{NumberTable, SyncConfig};
 use crate::proxy::numbers_policy::NumberPolicy;
 use crate::proxy::policy::{AllowAll, Policy};
@@ -42,6 +46,10 @@ pub struct Running {
     pub cancel: CancellationToken,
     /// Tracks every task, to wait for them after cancelling.
     pub tracker: TaskTracker,
+    /// The call-record pipeline, when `[cdr]` is on.
+    pub cdr: Option<Arc<cdr::CdrPipeline>>,
+    /// The admin HTTP server's address, when `[admin]` is on.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl Running {
@@ -50,6 +58,9 @@ impl Running {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        if let Some(c) = &self.cdr {
+            c.finish();
+        }
     }
 }
 
@@ -58,8 +69,15 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let setup = TransportSetup::from_config(cfg).context("preparing transports")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (numbers, api_base_url) = match start_numbers(cfg, &cancel, &tracker).await {
+    let (numbers, api_base_url, api) = match start_numbers(cfg, &cancel, &tracker).await {
         Ok(v) => v,
+        Err(e) => {
+            cancel.cancel();
+            return Err(e);
+        }
+    };
+    let cdr = match cdr::start(cfg, api, &cancel, &tracker) {
+        Ok(c) => c.map(Arc::new),
         Err(e) => {
             cancel.cancel();
             return Err(e);
@@ -77,20 +95,79 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
             return Err(e).context("starting listeners");
         }
     };
-    let policy: Box<dyn Policy> = match &numbers {
-        Some(table) => Box::new(NumberPolicy::new(table.clone(), cfg.numbers.clone())),
-        None => Box::new(AllowAll),
-    };
+    let policy = build_policy(cfg, numbers.as_ref(), cdr.as_deref(), &shard);
     let proxy = build_proxy(cfg, &transports, policy)?;
     shard.install(proxy, transports.clone());
-    tracker.spawn(shard.timers(cancel.clone()));
+    tracker.spawn(shard.clone().timers(cancel.clone()));
+    let admin_addr = if cfg.admin.enabled {
+        let source = Arc::new(admin::DaemonSource {
+            shard: shard.clone(),
+            transports: transports.clone(),
+            numbers: numbers.clone(),
+            cdr: cdr.clone(),
+        });
+        match crate::admin::serve(&cfg.admin, source, cancel.clone()).await {
+            Ok(server) => {
+                let addr = server.local_addr();
+                tracing::info!(%addr, "admin HTTP");
+                tracker.spawn(async move {
+                    if let Err(e) = server.wait().await {
+                        tracing::error!(error = %e, "admin HTTP stopped");
+                    }
+                });
+                Some(addr)
+            }
+            Err(e) => {
+                cancel.cancel();
+                return Err(e).context("starting the admin HTTP server");
+            }
+        }
+    } else {
+        None
+    };
     Ok(Running {
         transports,
         numbers,
         api_base_url,
         cancel,
         tracker,
+        cdr,
+        admin_addr,
     })
+}
+
+/// The number policy (or none), wrapped by the call tracker when `[cdr]` is on; calls
+/// journaled before a restart are handed to the tracker here.
+fn build_policy(
+    cfg: &Config,
+    numbers: Option<&NumberTable>,
+    cdr: Option<&cdr::CdrPipeline>,
+    shard: &Shard,
+) -> Box<dyn Policy> {
+    let Some(cdr) = cdr else {
+        return match numbers {
+            Some(table) => Box::new(NumberPolicy::new(table.clone(), cfg.numbers.clone())),
+            None => Box::new(AllowAll),
+        };
+    };
+    let now = shard.now();
+    let clock = WallClock::anchored(crate::cdr::now_ms(), now);
+    let tcfg = TrackerConfig::from_config(&cfg.cdr).with_timer_c(cfg.timers.timer_c.0);
+    let sink: Arc<dyn CdrSink> = cdr.sink.clone();
+    let recovered = cdr.recovered.clone();
+    match numbers {
+        Some(table) => {
+            let inner = NumberPolicy::new(table.clone(), cfg.numbers.clone());
+            let mut t = CallTracker::new(inner, sink, clock, tcfg);
+            t.recover(now, recovered);
+            Box::new(t)
+        }
+        None => {
+            let mut t = CallTracker::new(AllowAll, sink, clock, tcfg);
+            t.recover(now, recovered);
+            Box::new(t)
+        }
+    }
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -134,9 +211,13 @@ async fn start_numbers(
     cfg: &Config,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<(Option<NumberTable>, Option<String>)> {
+) -> anyhow::Result<(
+    Option<NumberTable>,
+    Option<String>,
+    Option<Arc<dyn DurationsApi>>,
+)> {
     let Some(api) = &cfg.api else {
-        return Ok((None, None));
+        return Ok((None, None, None));
     };
     let mut api = api.clone();
     let secret = if api.base_url == "embedded" {
@@ -162,13 +243,14 @@ async fn start_numbers(
     };
     let client = Arc::new(HttpApi::new(&api, secret).context("configuring the API client")?);
     let table = NumberTable::new();
+    let durations: Arc<dyn DurationsApi> = client.clone();
     tracker.spawn(crate::numbers::run(
         client,
         table.clone(),
         SyncConfig::from_config(&cfg.numbers),
         cancel.clone(),
     ));
-    Ok((Some(table), Some(api.base_url)))
+    Ok((Some(table), Some(api.base_url), Some(durations)))
 }
 
 fn build_proxy(

@@ -58,8 +58,14 @@ impl Shard {
         self.wake.notify_one();
     }
 
-    fn now(&self) -> Millis {
+    /// The proxy's monotonic now.
+    pub fn now(&self) -> Millis {
         Millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Runs `f` on the proxy (status and metrics); `None` before it is installed.
+    pub fn inspect<R>(&self, f: impl FnOnce(&Proxy) -> R) -> Option<R> {
+        self.lock().map(|p| f(&p))
     }
 
     fn lock(&self) -> Option<MutexGuard<'_, Proxy>> {

@@ -263,7 +263,7 @@ impl OpenCall {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> CallRecord {

@@ -1,5 +1,7 @@
 //! Command-line interface: subcommands and their glue to the library.
 
+pub mod cdr;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,8 @@ pub enum Command {
     /// Serve the Microsoft API emulator (the contract of docs/microsoft-api.md) until
     /// SIGTERM or SIGINT.
     Emulator(Box<crate::emulator::cli::EmulatorArgs>),
+    /// Show, list and export call records in the spool and the dead-letter file.
+    Cdr(cdr::CdrArgs),
 }
 
 /// `ocedge certs` subcommands.
@@ -134,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing();
             crate::emulator::cli::run(*args)
         }
+        Command::Cdr(args) => cdr::run(args),
     }
 }
 

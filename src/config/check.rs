@@ -119,6 +119,8 @@ impl Config {
         }
         self.check_listeners(&mut err);
         self.check_sides(&mut err);
+        check_admin(&self.admin, &mut err);
+        check_cdr(&self.cdr, &mut err);
         out
     }
 
@@ -235,6 +237,99 @@ fn check_headers(path: &str, names: &[String], err: &mut impl FnMut(String, &str
             H::Via | H::From | H::To | H::CallId | H::CSeq | H::ContentLength | H::MaxForwards
         ) {
             err(format!("{path}[{i}]"), "this header cannot be stripped");
+        }
+    }
+}
+
+fn check_admin(a: &super::Admin, err: &mut impl FnMut(String, &str)) {
+    // A disabled server listens nowhere: its address needs no token.
+    if a.enabled && !a.listen.ip().is_loopback() && !a.has_token() {
+        err(
+            "admin.listen".into(),
+            "not a loopback address: set admin.token_file or admin.token_env",
+        );
+    }
+    if a.token_file.is_some() && a.token_env.is_some() {
+        err(
+            "admin.token_env".into(),
+            "admin.token_file is set too; keep one",
+        );
+    }
+    if let Some(p) = &a.token_file {
+        if !p.is_file() {
+            err(
+                "admin.token_file".into(),
+                &format!("{} is not a readable file", p.display()),
+            );
+        }
+    }
+    if a.token_env.as_ref().is_some_and(|v| v.is_empty()) {
+        err("admin.token_env".into(), "must name a variable");
+    }
+    if a.max_connections == 0 {
+        err("admin.max_connections".into(), "must be positive");
+    }
+    for (k, d) in [
+        ("request_timeout", a.request_timeout),
+        ("idle_timeout", a.idle_timeout),
+    ] {
+        if d.0.is_zero() {
+            err(format!("admin.{k}"), "must be positive");
+        }
+    }
+    if a.idle_timeout <= a.request_timeout {
+        err(
+            "admin.idle_timeout".into(),
+            "must be longer than admin.request_timeout",
+        );
+    }
+}
+
+/// `[cdr]`: sizes, intervals and the upload batch within what works.
+fn check_cdr(c: &super::schema::Cdr, err: &mut impl FnMut(String, &str)) {
+    if c.segment_bytes < 64 * 1024 {
+        err("cdr.segment_bytes".into(), "must be at least 65536");
+    }
+    if c.max_bytes < c.segment_bytes.saturating_mul(2) {
+        err(
+            "cdr.max_bytes".into(),
+            "must be at least two segments (2 × segment_bytes)",
+        );
+    }
+    if !(c.alarm_ratio > 0.0 && c.alarm_ratio <= 1.0) {
+        err("cdr.alarm_ratio".into(), "must be in (0, 1]");
+    }
+    if c.fsync_interval.0.is_zero() || c.fsync_interval.0 > std::time::Duration::from_secs(1) {
+        err("cdr.fsync_interval".into(), "must be between 1ms and 1s");
+    }
+    if c.max_call_duration.0 < std::time::Duration::from_secs(60) {
+        err("cdr.max_call_duration".into(), "must be at least 1 minute");
+    }
+    if c.max_calls == 0 {
+        err("cdr.max_calls".into(), "must be positive");
+    }
+    let u = &c.upload;
+    if !(1..=1000).contains(&u.batch_size) {
+        err(
+            "cdr.upload.batch_size".into(),
+            "must be between 1 and 1000 (the API's limit)",
+        );
+    }
+    if u.batch_wait.0.is_zero() {
+        err("cdr.upload.batch_wait".into(), "must be positive");
+    }
+    if u.backoff_min.0.is_zero() || u.backoff_max < u.backoff_min {
+        err(
+            "cdr.upload.backoff_min".into(),
+            "must be positive and not longer than backoff_max",
+        );
+    }
+    if let Some(x) = &c.export {
+        if x.rotate.0 < std::time::Duration::from_secs(1) {
+            err("cdr.export.rotate".into(), "must be at least 1s");
+        }
+        if x.dir.as_os_str().is_empty() {
+            err("cdr.export.dir".into(), "must not be empty");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! its own, with the other lines blanked so that line numbers stay true), then the semantic
 //! checks of [`Config::problems`] run on the decoded whole.
 
+mod admin;
 mod check;
 mod schema;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+pub use super::admin::Admin;
 use crate::sip::Limits;
 pub use crate::transport::Transport;
 
@@ -557,4 +558,7 @@ pub struct Config {
     /// `[cdr]`
     #[serde(default)]
     pub cdr: Cdr,
+    /// `[admin]`: the admin HTTP server.
+    #[serde(default)]
+    pub admin: Admin,
 }

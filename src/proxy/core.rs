@@ -134,6 +134,15 @@ pub struct Proxy {
     stats: ProxyStats,
 }
 
+/// Where this run's branch counter starts. Branch ids must not repeat across restarts: a
+/// peer still holding a transaction of the previous run would take a new request for a
+/// retransmission of it. The (random) tag key puts each run's counter at a random multiple
+/// of 2^20 in a 2^60 space: two runs' ids meet only if one of them sends more branches than
+/// the distance between their starts.
+fn first_branch(key: &[u8; 16]) -> u64 {
+    u64::from_le_bytes([key[0], key[1], key[2], key[3], key[4], 0, 0, 0]) << 20
+}
+
 fn idx(side: Side) -> usize {
     match side {
         Side::Microsoft => 0,
@@ -144,6 +153,7 @@ fn idx(side: Side) -> usize {
 impl Proxy {
     /// Builds a proxy.
     pub fn new(setup: ProxySetup) -> Proxy {
+        let next_branch = first_branch(&setup.layer.tag_key);
         Proxy {
             tag_key: setup.layer.tag_key,
             layer: TransactionLayer::new(setup.layer),
@@ -154,7 +164,7 @@ impl Proxy {
             policy: setup.policy,
             shard: setup.shard,
             retry_after: setup.retry_after.to_string(),
-            next_branch: 0,
+            next_branch,
             pending: HashMap::new(),
             clients: HashMap::new(),
             tls_names: HashMap::new(),
@@ -167,6 +177,11 @@ impl Proxy {
     /// Counters since start.
     pub fn stats(&self) -> &ProxyStats {
         &self.stats
+    }
+
+    /// The policy's counters.
+    pub fn policy_report(&self) -> crate::proxy::policy::PolicyReport {
+        self.policy.report()
     }
 
     /// Live transactions.

@@ -162,10 +162,68 @@ impl NumberPolicy {
 
 /// The calling number: the first P-Asserted-Identity that yields one, else From.
 fn calling_uri_number(msg: &Message, p: &NumberPolicy) -> Option<E164> {
+    calling_number(msg, p.cfg.default_country_code.as_deref())
+}
+
+/// The calling number of a request as the number policy reads it: the first
+/// P-Asserted-Identity that yields an E.164 number, else From, national numbers completed
+/// with `default_cc`.
+pub fn calling_number(msg: &Message, default_cc: Option<&str>) -> Option<E164> {
+    let number = |uri: &Uri<'_>| e164_from_uri(uri, default_cc).ok();
     let pai = msg.p_asserted_identity().unwrap_or_default();
     pai.iter()
-        .find_map(|na: &NameAddr<'_>| p.number(&na.uri))
-        .or_else(|| msg.from_hdr().ok().and_then(|f| p.number(&f.uri)))
+        .find_map(|na: &NameAddr<'_>| number(&na.uri))
+        .or_else(|| msg.from_hdr().ok().and_then(|f| number(&f.uri)))
+}
+
+/// The called number of a request as the number policy reads it: the Request-URI's (the
+/// To's when the Request-URI has no user part), national numbers completed with
+/// `default_cc`.
+pub fn called_number(msg: &Message, default_cc: Option<&str>) -> Option<E164> {
+    called_uri(msg).and_then(|u| e164_from_uri(&u, default_cc).ok())
+}
+
+/// Who called whom, for a call record (see [`NumberPolicy::attribute`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// Calling number, E.164, empty when the request carries none.
+    pub caller: String,
+    /// Called number, E.164, empty when the request carries none.
+    pub callee: String,
+    /// Tenant of the Teams-side number's assignment, empty when it is not assigned.
+    pub tenant_id: String,
+    /// SIP URI of the Teams-side number's assignment, empty when unknown.
+    pub sip_uri: String,
+    /// The call dials an emergency number (the policy always lets those through).
+    pub emergency: bool,
+}
+
+impl NumberPolicy {
+    /// Who an INVITE received on `side` is from and to, read exactly as [`Policy::check`]
+    /// reads it. The Teams-side number is the called one for calls from the carrier and the
+    /// calling one for calls from Microsoft; its assignment (if any) gives the tenant and
+    /// the SIP URI.
+    pub fn attribute(&self, side: Side, msg: &Message) -> Attribution {
+        let cc = self.cfg.default_country_code.as_deref();
+        let caller = calling_number(msg, cc);
+        let callee = called_number(msg, cc);
+        let teams = match side {
+            Side::Carrier => callee,
+            Side::Microsoft => caller,
+        };
+        let assignment = teams.and_then(|n| self.table.lookup(&n));
+        let text = |n: Option<E164>| n.map(|n| n.as_str().to_owned()).unwrap_or_default();
+        Attribution {
+            caller: text(caller),
+            callee: text(callee),
+            tenant_id: assignment
+                .as_ref()
+                .map(|a| a.tenant().to_owned())
+                .unwrap_or_default(),
+            sip_uri: assignment.map(|a| a.sip_uri()).unwrap_or_default(),
+            emergency: called_uri(msg).is_some_and(|u| self.is_emergency(&u)),
+        }
+    }
 }
 
 /// The called URI: the Request-URI, or To when the Request-URI has no number.
@@ -179,6 +237,13 @@ fn called_uri(msg: &Message) -> Option<Uri<'_>> {
 }
 
 impl Policy for NumberPolicy {
+    fn report(&self) -> crate::proxy::policy::PolicyReport {
+        crate::proxy::policy::PolicyReport {
+            numbers: Some(self.stats),
+            calls: None,
+        }
+    }
+
     fn check(&mut self, _now: Millis, side: Side, msg: &Message) -> Verdict {
         if msg.method() != Some(Method::Invite) {
             return Verdict::Allow;

@@ -28,6 +28,15 @@ pub enum Verdict {
     },
 }
 
+/// What a policy reports about itself (metrics, `/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyReport {
+    /// The number policy's decisions, when there is one.
+    pub numbers: Option<crate::proxy::numbers_policy::PolicyStats>,
+    /// The call tracker's counters, when calls are timed.
+    pub calls: Option<crate::calls::TrackerStats>,
+}
+
 /// Decides on requests and observes transactions; see the module documentation.
 pub trait Policy: Send {
     /// Called for each new out-of-dialog request received on `side`, after validation, ACL
@@ -58,6 +67,11 @@ pub trait Policy: Send {
 
     /// Runs the policy's timers due at `now`.
     fn handle_timeout(&mut self, _now: Millis) {}
+
+    /// Counters for metrics and status.
+    fn report(&self) -> PolicyReport {
+        PolicyReport::default()
+    }
 }
 
 /// The policy until the number policy lands: allows everything.

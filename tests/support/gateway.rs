@@ -72,6 +72,10 @@ pub struct Spec {
     pub tls: Option<[PathBuf; 3]>,
     /// `[api]`, `[numbers]` and `[emulator]`; `None`: no number policy (every call allowed).
     pub numbers: Option<NumbersSpec>,
+    /// `[cdr] spool_dir`: a fresh directory per spec.
+    pub spool_dir: PathBuf,
+    /// Extra `[cdr]` lines (e.g. `max_call_duration = "5s"`).
+    pub cdr_extra: String,
 }
 
 /// The usage written for every seeded number.
@@ -196,6 +200,8 @@ impl Spec {
             carrier_probe: probe,
             tls: None,
             numbers: None,
+            spool_dir: super::certs::temp_dir("spool"),
+            cdr_extra: String::new(),
         }
     }
 
@@ -294,6 +300,13 @@ impl Spec {
         if let Some(n) = &self.numbers {
             n.write_toml(&mut s);
         }
+        let _ = writeln!(s, "[admin]\nlisten = \"127.0.0.1:0\"\n");
+        let _ = writeln!(
+            s,
+            "[cdr]\nspool_dir = {:?}\n{}",
+            self.spool_dir.display().to_string(),
+            self.cdr_extra
+        );
         s
     }
 

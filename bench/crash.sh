@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Crash test for call timing (issue 5): SIPp calls through the gateway at RATE calls/s with
+# random hold times (1-5 s), `kill -9` of the gateway KILL_AFTER seconds in, an immediate
+# restart; then the emulator (its own process, so it outlives the gateway) must hold exactly
+# one answered record for every call SIPp completed, none twice, with durations matching
+# SIPp's own call lengths. KILL_AFTER=0 runs without a kill (the accuracy run).
+# Loopback only; bounded in calls and time.
+#
+# Usage: bench/crash.sh [RATE] [CALLS] [KILL_AFTER]     (default 200 2000 4)
+# Environment: OCEDGE_BIN (default target/debug/ocedge), OCEDGE_SHARED (default ../shared),
+#              OCEDGE_CRASH_DIR (default target/crash; wiped first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate=${1:-200}
+calls=${2:-2000}
+kill_after=${3:-4}
+bin=${OCEDGE_BIN:-target/debug/ocedge}
+shared=${OCEDGE_SHARED:-../shared}
+[ -d "$shared/bench" ] || shared=/work/shared
+shared=$(cd "$shared" && pwd)
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+command -v sipp >/dev/null || { echo "crash: sipp missing (apt-get install sip-tester)" >&2; exit 2; }
+work=${OCEDGE_CRASH_DIR:-target/crash}
+rm -rf "$work"
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+scenario=$(pwd)/bench/uac_timed.xml
+pids=()
+gw=
+cleanup() {
+    [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() { # proto port
+    for _ in $(seq 1 150); do
+        if [ "$1" = udp ]; then ss -lun | grep -q "127.0.0.1:$2 " && return 0
+        else ss -ltn | grep -q "127.0.0.1:$2 " && return 0; fi
+        sleep 0.1
+    done
+    echo "crash: nothing listens on $1 port $2" >&2
+    return 1
+}
+
+sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/crash/|$work/|" bench/crash.toml >"$work/crash.toml"
+export OCEDGE_API_SECRET=crash-test
+
+"$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" \
+    >"$work/emulator.log" 2>&1 &
+pids+=($!)
+wait_port tcp 8089
+
+start_gateway() { # log
+    "$bin" run --config "$work/crash.toml" >"$work/$1" 2>&1 &
+    gw=$!
+    wait_port udp 5062
+}
+start_gateway gw-1.log
+
+(cd "$work" && exec timeout 300 sipp -sf "$shared/bench/uas_answer.xml" -i 127.0.0.1 -p 5070 -t u1 \
+    -nostdin -trace_err >"$work/uas.out" 2>&1) &
+pids+=($!)
+wait_port udp 5070
+
+(cd "$work" && exec timeout 300 sipp 127.0.0.1:5062 -sf "$scenario" \
+    -inf "$shared/bench/sipp_called_numbers.csv" -i 127.0.0.1 -t u1 -r "$rate" -m "$calls" \
+    -timeout 200s -nostdin -trace_stat -stf uac.csv -trace_err -trace_logs -log_file uac.log \
+    >"$work/uac.out" 2>&1) &
+uac=$!
+
+if [ "$kill_after" != 0 ]; then
+    sleep "$kill_after"
+    kill -9 "$gw"
+    wait "$gw" 2>/dev/null || true
+    echo "crash: gateway killed after ${kill_after}s; restarting"
+    start_gateway gw-2.log
+fi
+
+rc=0
+wait "$uac" || rc=$?
+echo "crash: SIPp UAC finished (rc=$rc)"
+python3 bench/crash_check.py --work "$work" --bin "$bin" --calls "$calls" \
+    --emulator http://127.0.0.1:8089 --killed "$kill_after"

@@ -1,0 +1,142 @@
+//! The dead-letter file: records Microsoft refused, with the reason, one JSON object per
+//! line (`{"at": RFC 3339, "reason": …, "record": DurationRecord}`, or `"raw"` instead of
+//! `"record"` for a spool payload that could not be decoded). Every line is fsynced before
+//! the record is acknowledged in the spool, so a refused record is never simply gone.
+//! `ocedge cdr dead-letters` lists them; fix the cause and re-send them by hand.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::{now_ms, rfc3339_ms};
+use crate::msapi::DurationRecord;
+
+/// One line of the dead-letter file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    /// When it was dead-lettered (RFC 3339 UTC).
+    pub at: String,
+    /// Why (the API's reason, or the HTTP error).
+    pub reason: String,
+    /// The record as it was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<DurationRecord>,
+    /// A spool payload that could not be decoded, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+}
+
+/// The dead-letter file, shared by clones.
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    path: PathBuf,
+    file: Arc<Mutex<Option<File>>>,
+}
+
+impl DeadLetters {
+    /// The file at `path` (opened, created, on first use).
+    pub fn new(path: &Path) -> DeadLetters {
+        DeadLetters {
+            path: path.to_path_buf(),
+            file: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends a refused record with its reason and fsyncs.
+    pub fn append(&self, record: &DurationRecord, reason: &str) -> std::io::Result<()> {
+        self.write(&DeadLetter {
+            at: rfc3339_ms(now_ms()),
+            reason: reason.to_owned(),
+            record: Some(record.clone()),
+            raw: None,
+        })
+    }
+
+    /// Appends an undecodable payload with its reason and fsyncs.
+    pub fn append_raw(&self, raw: &str, reason: &str) -> std::io::Result<()> {
+        self.write(&DeadLetter {
+            at: rfc3339_ms(now_ms()),
+            reason: reason.to_owned(),
+            record: None,
+            raw: Some(raw.to_owned()),
+        })
+    }
+
+    fn write(&self, d: &DeadLetter) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(d).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            *guard = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
+        }
+        let Some(f) = guard.as_mut() else {
+            return Err(std::io::Error::other("dead-letter file not open"));
+        };
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+
+    /// Reads every line of a dead-letter file (a missing file has none). Lines that do not
+    /// parse are returned as errors with their line number, the rest still read.
+    pub fn read(path: &Path) -> std::io::Result<Vec<Result<DeadLetter, String>>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_are_appended_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("ocedge-dead-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub/dead-letter.jsonl");
+        let d = DeadLetters::new(&path);
+        assert!(DeadLetters::read(&path).unwrap().is_empty());
+        let rec = crate::cdr::record::tests::sample().to_duration();
+        d.append(&rec, "durationMs differs").unwrap();
+        d.append_raw("{not json", "undecodable").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"garbage\n")
+            .unwrap();
+        let lines = DeadLetters::read(&path).unwrap();
+        assert_eq!(lines.len(), 3);
+        let first = lines[0].as_ref().unwrap();
+        assert_eq!(first.record.as_ref(), Some(&rec));
+        assert_eq!(first.reason, "durationMs differs");
+        assert_eq!(lines[1].as_ref().unwrap().raw.as_deref(), Some("{not json"));
+        assert!(lines[2].as_ref().unwrap_err().starts_with("line 3"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
