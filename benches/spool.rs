@@ -137,7 +137,7 @@ fn benches(c: &mut Criterion) {
     // One batch as frames would be on disk (41 bytes of framing each), for the baseline.
     let frame_bytes: Vec<u8> = recs[..BATCH]
         .iter()
-        .flat_map(|(_, p)| std::iter::repeat(0u8).take(41).chain(p.iter().copied()))
+        .flat_map(|(_, p)| std::iter::repeat_n(0u8, 41).chain(p.iter().copied()))
         .collect();
 
     let mut g = c.benchmark_group("durable");

@@ -50,6 +50,7 @@ pub struct Running {
     pub cdr: Option<Arc<cdr::CdrPipeline>>,
     /// The admin HTTP server's address, when `[admin]` is on.
     pub admin_addr: Option<std::net::SocketAddr>,
+    shard: Arc<Shard>,
 }
 
 impl Running {
@@ -58,6 +59,7 @@ impl Running {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        self.shard.close();
         if let Some(c) = &self.cdr {
             c.finish();
         }
@@ -133,6 +135,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         tracker,
         cdr,
         admin_addr,
+        shard,
     })
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,8 @@ use crate::transport::{Inbound, Sink, Transports};
 /// The proxy and what drives it; shared by the receive loops and the timer task.
 pub struct Shard {
     proxy: OnceLock<Mutex<Proxy>>,
-    transports: OnceLock<Transports>,
+    /// Taken out by [`Shard::close`]: the transports hold the shard as their sink.
+    transports: ArcSwapOption<Transports>,
     limits: Limits,
     epoch: Instant,
     /// The deadline the timer task sleeps until (ms since `epoch`; `u64::MAX`: none).
@@ -42,7 +44,7 @@ impl Shard {
     pub fn new(limits: Limits) -> Arc<Shard> {
         Arc::new(Shard {
             proxy: OnceLock::new(),
-            transports: OnceLock::new(),
+            transports: ArcSwapOption::empty(),
             limits,
             epoch: Instant::now(),
             armed: AtomicU64::new(u64::MAX),
@@ -53,9 +55,17 @@ impl Shard {
 
     /// Installs the proxy and the transports it sends through.
     pub fn install(&self, proxy: Proxy, transports: Transports) {
-        let _ = self.transports.set(transports);
+        self.transports.store(Some(Arc::new(transports)));
         let _ = self.proxy.set(Mutex::new(proxy));
         self.wake.notify_one();
+    }
+
+    /// Lets go of the transports once every task has stopped. They hold this shard as
+    /// their sink, so until then each keeps the other alive — and with them the proxy, its
+    /// policy's CDR spool (whose directory lock then outlives the gateway: a gateway
+    /// started again in the same process is refused the spool) and the bound sockets.
+    pub fn close(&self) {
+        self.transports.store(None);
     }
 
     /// The proxy's monotonic now.
@@ -93,7 +103,8 @@ impl Shard {
     }
 
     fn send(&self, out: Vec<Output>) {
-        let Some(t) = self.transports.get() else {
+        let transports = self.transports.load();
+        let Some(t) = transports.as_deref() else {
             return;
         };
         for o in out {

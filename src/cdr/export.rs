@@ -243,7 +243,7 @@ impl Exporter {
 
     fn file_for(&mut self, end_ms: u64) -> std::io::Result<&mut File> {
         let name = file_name(end_ms, self.cfg.rotate.0, self.cfg.format);
-        if self.open.as_ref().map_or(true, |(n, _)| *n != name) {
+        if self.open.as_ref().is_none_or(|(n, _)| *n != name) {
             if let Some((_, f)) = &self.open {
                 f.sync_data()?;
             }

@@ -126,7 +126,7 @@ pub(crate) async fn token(
             "client_id and client_secret are required",
         );
     };
-    if form.scope.as_deref().map_or(true, str::is_empty) {
+    if form.scope.as_deref().is_none_or(str::is_empty) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -137,7 +137,7 @@ pub(crate) async fn token(
         .cfg
         .credentials
         .as_ref()
-        .map_or(true, |c| c.client_id == id && c.client_secret == secret);
+        .is_none_or(|c| c.client_id == id && c.client_secret == secret);
     if !accepted {
         s.stats.bump(&s.stats.tokens_refused);
         return oauth_error(

@@ -234,7 +234,7 @@ impl DestSet {
             }
             d.current = d.current.saturating_add(i64::from(d.weight));
             total = total.saturating_add(i64::from(d.weight));
-            if best.as_ref().map_or(true, |b| d.current > b.current) {
+            if best.as_ref().is_none_or(|b| d.current > b.current) {
                 best = Some(d);
             }
         }

@@ -468,7 +468,7 @@ impl<'m> Editor<'m> {
         let mut best: Option<((usize, u8, u32), Target)> = None;
         for (k, e) in self.edits.iter().enumerate() {
             if let Edit::New(n) = e {
-                if n.live && n.kind == kind && best.map_or(true, |(b, _)| e.key() < b) {
+                if n.live && n.kind == kind && best.is_none_or(|(b, _)| e.key() < b) {
                     best = Some((e.key(), Target::New(k)));
                 }
             }
@@ -480,7 +480,7 @@ impl<'m> Editor<'m> {
             .enumerate()
             .find(|(i, h)| h.kind == kind && !matches!(self.op(*i), Some(LineOp::Remove)));
         if let Some((i, _)) = orig {
-            if best.map_or(true, |(b, _)| (i, 2, 0) < b) {
+            if best.is_none_or(|(b, _)| (i, 2, 0) < b) {
                 return Some(Target::Orig(i));
             }
         }

@@ -70,6 +70,43 @@ impl EmulatorCtl {
             .expect("stats are JSON")
     }
 
+    /// `GET /emulator/call-durations`: every distinct record accepted, in acceptance order.
+    pub async fn call_durations(&self) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(format!("{}/emulator/call-durations", self.base))
+            .send()
+            .await
+            .expect("GET /emulator/call-durations")
+            .json()
+            .await
+            .expect("call durations are JSON");
+        match body["value"].as_array() {
+            Some(v) => v.clone(),
+            None => panic!("no value array in {body}"),
+        }
+    }
+
+    /// `POST /emulator/faults` with `faults` (`json!({})` clears them); panics unless
+    /// answered 200. The faults now in force.
+    pub async fn set_faults(&self, faults: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/emulator/faults", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .expect("POST /emulator/faults");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(
+            status.as_u16(),
+            200,
+            "POST /emulator/faults {faults}: {text}"
+        );
+        serde_json::from_str(&text).expect("POST /emulator/faults answer is JSON")
+    }
+
     /// One counter of `GET /emulator/stats` (camelCase name).
     pub async fn stat(&self, name: &str) -> u64 {
         let stats = self.stats().await;

@@ -27,7 +27,7 @@ pub struct Spool {
     pub(super) inner: Mutex<Inner>,
     pub(super) sync_lock: Mutex<()>,
     pub(super) ack_lock: Mutex<()>,
-    pub(super) read_pos: Mutex<Option<ReadPos>>,
+    pub(super) read_pos: Mutex<Vec<ReadPos>>,
     pub(super) durable: AtomicU64,
     pub(super) cursor: AtomicU64,
     /// Holds the directory's exclusive lock for as long as the spool lives.

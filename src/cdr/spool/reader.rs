@@ -22,6 +22,10 @@ pub(super) struct ReadPos {
     pub offset: u64,
 }
 
+/// Positions remembered: one per reader that reads from its own place (the uploader, the
+/// exporter, a reader re-reading a partial batch), so none of them rescans a segment.
+const REMEMBERED: usize = 4;
+
 /// A segment to read: first seq, path, bytes to read up to, where to start.
 struct Plan {
     first: u64,
@@ -43,11 +47,16 @@ impl Spool {
         let mut pos = lock(&self.read_pos);
         let plans = {
             let g = lock(&self.inner);
-            let resume = pos.filter(|p| {
-                p.lo <= after
-                    && after <= p.hi
-                    && g.segs.get(&p.seg).is_some_and(|s| p.offset <= s.len)
-            });
+            // The usable position that has scanned furthest.
+            let resume = pos
+                .iter()
+                .filter(|p| {
+                    p.lo <= after
+                        && after <= p.hi
+                        && g.segs.get(&p.seg).is_some_and(|s| p.offset <= s.len)
+                })
+                .max_by_key(|p| (p.seg, p.offset))
+                .copied();
             let from = resume.map_or(0, |p| p.seg);
             g.segs
                 .range(from..)
@@ -117,12 +126,18 @@ impl Spool {
             }
         }
         if let Some((seg, offset, hi)) = last {
-            *pos = Some(ReadPos {
+            let new = ReadPos {
                 lo,
                 hi,
                 seg,
                 offset,
-            });
+            };
+            // Most recent last; the oldest is forgotten first.
+            pos.retain(|p| !(p.lo == new.lo && p.seg == new.seg && p.offset <= new.offset));
+            pos.push(new);
+            if pos.len() > REMEMBERED {
+                pos.remove(0);
+            }
         }
         Ok(out)
     }

@@ -85,7 +85,7 @@ fn recover_cursor(dir: &Path, found: &[Found]) -> Result<u64, SpoolError> {
     })
 }
 
-#[allow(clippy::incompatible_msrv)] // File::try_lock (flock) is Rust 1.89; see docs/spool-format.md
+// File::try_lock (flock) is Rust 1.89, the crate's rust-version; see docs/spool-format.md
 fn take_lock(dir: &Path) -> Result<File, SpoolError> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
@@ -304,7 +304,7 @@ impl Spool {
             inner: Mutex::new(inner),
             sync_lock: Mutex::new(()),
             ack_lock: Mutex::new(()),
-            read_pos: Mutex::new(None),
+            read_pos: Mutex::new(Vec::new()),
             durable: AtomicU64::new(next_seq - 1),
             cursor: AtomicU64::new(cursor),
             _lock: lock,
