@@ -7,6 +7,11 @@
 # Loopback only; bounded in calls and time.
 #
 # Usage: bench/crash.sh [RATE] [CALLS] [KILL_AFTER]     (default 200 2000 4)
+#
+# Outage mode (OCEDGE_OUTAGE=SECONDS): instead of the kill, the emulator drops every
+# call-durations request from KILL_AFTER for SECONDS (connections closed unanswered), then
+# recovers; every record must still arrive exactly once. Size CALLS so the load spans the
+# outage, e.g. OCEDGE_OUTAGE=180 bench/crash.sh 50 12000 10.
 # Environment: OCEDGE_BIN (default target/debug/ocedge), OCEDGE_SHARED (default ../shared),
 #              OCEDGE_CRASH_DIR (default target/crash; wiped first),
 #              OCEDGE_MAX_DIFF_MS (default 20: p99 duration difference allowed without a kill).
@@ -26,6 +31,8 @@ rm -rf "$work"
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 scenario=$(pwd)/bench/uac_timed.xml
+# SIPp's global timeout: the load's length plus the longest hold and retransmissions.
+limit=$(( calls / rate + 60 ))
 pids=()
 gw=
 cleanup() {
@@ -60,19 +67,31 @@ start_gateway() { # log
 }
 start_gateway gw-1.log
 
-(cd "$work" && exec timeout 300 sipp -sf "$shared/bench/uas_answer.xml" -i 127.0.0.1 -p 5070 -t u1 \
+(cd "$work" && exec timeout $(( limit + 60 )) sipp -sf "$shared/bench/uas_answer.xml" -i 127.0.0.1 -p 5070 -t u1 \
     -nostdin -trace_err >"$work/uas.out" 2>&1) &
 pids+=($!)
 wait_port udp 5070
 
-(cd "$work" && exec timeout 300 sipp 127.0.0.1:5062 -sf "$scenario" \
+(cd "$work" && exec timeout $(( limit + 30 )) sipp 127.0.0.1:5062 -sf "$scenario" \
     -inf "$shared/bench/sipp_called_numbers.csv" -i 127.0.0.1 -t u1 -r "$rate" -m "$calls" \
-    -recv_timeout 15000 -timeout 200s -nostdin -trace_stat -stf uac.csv -trace_err -trace_logs \
+    -recv_timeout 15000 -timeout "${limit}s" -nostdin -trace_stat -stf uac.csv -trace_err -trace_logs \
     -log_file uac.log \
     >"$work/uac.out" 2>&1) &
 uac=$!
 
-if [ "$kill_after" != 0 ]; then
+faults() { # JSON body
+    python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8089/emulator/faults", data=sys.argv[1].encode(), headers={"Content-Type": "application/json"}), timeout=10).read()' "$1"
+}
+
+if [ -n "${OCEDGE_OUTAGE:-}" ]; then
+    sleep "$kill_after"
+    faults '{"dropRate": 1.0, "pathPrefix": "/v1.0/operatorConnect/callDurations"}'
+    echo "crash: call-durations API unreachable for ${OCEDGE_OUTAGE}s"
+    sleep "$OCEDGE_OUTAGE"
+    faults '{}'
+    echo "crash: API back"
+    kill_after=0
+elif [ "$kill_after" != 0 ]; then
     sleep "$kill_after"
     kill -9 "$gw"
     wait "$gw" 2>/dev/null || true

@@ -107,7 +107,7 @@ catalogue! {
         "Messages forwarded: requests (each failover attempt counts) and responses upstream.";
     PROXY_REJECTED = "ocedge_proxy_rejected_total", Counter,
         [fixed("reason", &["invalid", "loop", "flood", "policy", "no_destination", "no_route",
-            "overloaded"])],
+            "overloaded", "draining"])],
         "Requests answered with an error by the proxy itself, by reason.";
     PROXY_DROPPED = "ocedge_proxy_dropped_total", Counter,
         [fixed("reason", &["acl", "invalid", "flood", "stray_response"])],

@@ -66,6 +66,7 @@ pub fn publish_proxy(s: &ProxyStats, transactions: usize) {
         failovers,
         stray_responses,
         probes_sent,
+        draining_rejected,
     } = *s;
     for (message, v) in [
         ("request", forwarded_requests),
@@ -81,6 +82,7 @@ pub fn publish_proxy(s: &ProxyStats, transactions: usize) {
         ("no_destination", no_destination),
         ("no_route", no_route),
         ("overloaded", overloaded),
+        ("draining", draining_rejected),
     ] {
         counter!(c::PROXY_REJECTED, "reason" => reason).absolute(v);
     }

@@ -38,8 +38,10 @@ impl AdminSource for DaemonSource {
                 ));
             }
         }
-        if self.shard.inspect(|_| ()).is_none() {
-            reasons.push("SIP listeners not bound yet".into());
+        match self.shard.inspect(|p| p.is_draining()) {
+            None => reasons.push("SIP listeners not bound yet".into()),
+            Some(true) => reasons.push("draining for shutdown: new calls get 503".into()),
+            Some(false) => {}
         }
         if let Some(c) = &self.cdr {
             if c.sink.held() > 0 || c.spool.is_full() {

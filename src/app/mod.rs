@@ -54,6 +54,35 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts draining: new calls get 503 (with Retry-After) from now on, calls already up
+    /// or ringing go on, and readiness reports the drain.
+    pub fn start_drain(&self) {
+        self.shard.modify(|p| p.set_draining(true));
+    }
+
+    /// Calls up or ringing now (0 without call timing).
+    pub fn calls_left(&self) -> usize {
+        self.shard
+            .inspect(|p| p.policy_report().calls.map_or(0, |c| c.active + c.pending))
+            .unwrap_or(0)
+    }
+
+    /// Graceful drain: [`Running::start_drain`], then waits until no call is left, or for
+    /// `timeout`; returns how many calls were still there (their journal entries survive
+    /// and the next start closes them). Without call timing (`[cdr] enabled = false`) there
+    /// is nothing to wait for and it returns at once.
+    pub async fn drain(&self, timeout: std::time::Duration) -> usize {
+        self.start_drain();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.calls_left();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops every task and waits for them to end.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -178,8 +207,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let running = start(&cfg).await?;
     tracing::info!(listeners = cfg.listen.len(), "ocedge running");
     wait_for_signal().await?;
+    let timeout = cfg.node.drain_timeout.0;
+    tracing::info!(
+        ?timeout,
+        "draining: new calls get 503; a second signal stops at once"
+    );
+    tokio::select! {
+        left = running.drain(timeout) => {
+            if left > 0 {
+                tracing::warn!(calls = left, "drain timeout: stopping with calls up (journaled)");
+            }
+        }
+        r = wait_for_signal() => r?,
+    }
     tracing::info!("shutting down");
     running.stop().await;
+    tracing::info!("stopped: spool flushed");
     Ok(())
 }
 

@@ -78,6 +78,11 @@ impl Shard {
         self.lock().map(|p| f(&p))
     }
 
+    /// Runs `f` on the proxy to change a setting (draining); `None` before it is installed.
+    pub fn modify<R>(&self, f: impl FnOnce(&mut Proxy) -> R) -> Option<R> {
+        self.lock().map(|mut p| f(&mut p))
+    }
+
     fn lock(&self) -> Option<MutexGuard<'_, Proxy>> {
         // A panic while holding the lock would be a bug in the proxy; keep serving rather
         // than poisoning every later message.

@@ -61,12 +61,21 @@ pub struct Node {
     /// Our FQDN: the name in our TLS certificate, used in Contact, Via and Record-Route
     /// toward Microsoft on TLS listeners.
     pub fqdn: String,
+    /// On SIGTERM, how long calls already up may go on (new calls get 503) before the
+    /// gateway stops anyway; their records are closed as `recovered` at the next start.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Dur,
+}
+
+fn default_drain_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 impl Default for Node {
     fn default() -> Self {
         Node {
             fqdn: "localhost".into(),
+            drain_timeout: default_drain_timeout(),
         }
     }
 }

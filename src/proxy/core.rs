@@ -132,6 +132,8 @@ pub struct Proxy {
     sides: HashMap<Target, (Side, u32)>,
     out: Vec<Output>,
     stats: ProxyStats,
+    /// Shutting down: new out-of-dialog requests (OPTIONS to us excepted) get 503.
+    draining: bool,
 }
 
 /// Where this run's branch counter starts. Branch ids must not repeat across restarts: a
@@ -171,12 +173,24 @@ impl Proxy {
             sides: HashMap::new(),
             out: Vec::new(),
             stats: ProxyStats::default(),
+            draining: false,
         }
     }
 
     /// Counters since start.
     pub fn stats(&self) -> &ProxyStats {
         &self.stats
+    }
+
+    /// Starts (or ends) draining: new out-of-dialog requests get 503 with Retry-After,
+    /// in-dialog requests and transactions already running go on.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// True while draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining
     }
 
     /// The policy's counters.
@@ -356,6 +370,11 @@ impl Proxy {
                 .is_some_and(|u| u.user.is_none() && self.routing.is_us(&u))
         {
             return self.answer(now, sid, 200, &[("Allow", ALLOW.as_bytes())]);
+        }
+        if self.draining {
+            self.stats.draining_rejected += 1;
+            let ra = self.retry_after.clone();
+            return self.answer(now, sid, 503, &[("Retry-After", ra.as_bytes())]);
         }
         match self.policy.check(now, side, &msg) {
             Verdict::Allow => {}

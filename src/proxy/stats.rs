@@ -33,6 +33,8 @@ pub struct ProxyStats {
     pub stray_responses: u64,
     /// OPTIONS probes sent.
     pub probes_sent: u64,
+    /// New requests refused with 503 while draining for shutdown.
+    pub draining_rejected: u64,
 }
 
 impl ProxyStats {
@@ -53,5 +55,6 @@ impl ProxyStats {
         self.failovers += o.failovers;
         self.stray_responses += o.stray_responses;
         self.probes_sent += o.probes_sent;
+        self.draining_rejected += o.draining_rejected;
     }
 }
