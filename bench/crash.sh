@@ -12,6 +12,9 @@
 # call-durations request from KILL_AFTER for SECONDS (connections closed unanswered), then
 # recovers; every record must still arrive exactly once. Size CALLS so the load spans the
 # outage, e.g. OCEDGE_OUTAGE=180 bench/crash.sh 50 12000 10.
+#
+# Reload mode (OCEDGE_RELOADS=N): instead of the kill, SIGHUP (reload) N times, once a
+# second from KILL_AFTER; no call may fail, e.g. OCEDGE_RELOADS=5 bench/crash.sh 200 2000 2.
 # Environment: OCEDGE_BIN (default target/debug/ocedge), OCEDGE_SHARED (default ../shared),
 #              OCEDGE_CRASH_DIR (default target/crash; wiped first),
 #              OCEDGE_MAX_DIFF_MS (default 20: p99 duration difference allowed without a kill).
@@ -83,7 +86,15 @@ faults() { # JSON body
     python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8089/emulator/faults", data=sys.argv[1].encode(), headers={"Content-Type": "application/json"}), timeout=10).read()' "$1"
 }
 
-if [ -n "${OCEDGE_OUTAGE:-}" ]; then
+if [ -n "${OCEDGE_RELOADS:-}" ]; then
+    sleep "$kill_after"
+    for _ in $(seq 1 "$OCEDGE_RELOADS"); do
+        kill -HUP "$gw"
+        sleep 1
+    done
+    echo "crash: ${OCEDGE_RELOADS} reloads under load"
+    kill_after=0
+elif [ -n "${OCEDGE_OUTAGE:-}" ]; then
     sleep "$kill_after"
     faults '{"dropRate": 1.0, "pathPrefix": "/v1.0/operatorConnect/callDurations"}'
     echo "crash: call-durations API unreachable for ${OCEDGE_OUTAGE}s"
@@ -102,5 +113,13 @@ fi
 rc=0
 wait "$uac" || rc=$?
 echo "crash: SIPp UAC finished (rc=$rc)"
+if [ -n "${OCEDGE_RELOADS:-}" ]; then
+    failed=$(tail -n 1 "$work/uac.csv" | awk -F';' '{print $18}')
+    if [ "$rc" != 0 ] || [ "$failed" != 0 ]; then
+        echo "crash: FAIL: calls failed across reloads (failed=$failed, sipp rc=$rc)" >&2
+        exit 1
+    fi
+    grep -c 'configuration reloaded' "$work/gw-1.log" | sed 's/^/crash: reloads logged: /'
+fi
 python3 bench/crash_check.py --work "$work" --bin "$bin" --calls "$calls" \
     --emulator http://127.0.0.1:8089 --killed "$kill_after" --max-diff "${OCEDGE_MAX_DIFF_MS:-20}"

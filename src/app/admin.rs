@@ -21,6 +21,7 @@ pub struct DaemonSource {
     pub(super) transports: Transports,
     pub(super) numbers: Option<NumberTable>,
     pub(super) cdr: Option<Arc<CdrPipeline>>,
+    pub(super) reloader: Arc<super::reload::Reloader>,
 }
 
 impl AdminSource for DaemonSource {
@@ -119,6 +120,10 @@ impl AdminSource for DaemonSource {
             "cdr": cdr,
             "connections": self.transports.connections(),
         })
+    }
+
+    fn reload(&self) -> Result<String, String> {
+        self.reloader.reload()
     }
 
     fn collect(&self) {

@@ -7,17 +7,19 @@
 
 mod admin;
 pub mod cdr;
+pub mod reload;
 mod shard;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Side};
+use crate::config::Config;
 use crate::proxy::acl::Acl;
 use crate::proxy::core::{Proxy, ProxySetup};
 use crate::proxy::dispatch::DestSet;
 use crate::proxy::flood::FloodControl;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::calls::{CallTracker, CdrSink, TrackerConfig, WallClock};
@@ -28,9 +30,9 @@ use crate::msapi::DurationsApi;
 use crate::numbers::{NumberTable, SyncConfig};
 use crate::proxy::numbers_policy::NumberPolicy;
 use crate::proxy::policy::{AllowAll, Policy};
-use crate::proxy::route::{ListenerInfo, Peer, Routing};
+use crate::proxy::route::{ListenerInfo, Routing};
 use crate::proxy::transaction::{LayerConfig, Millis, Timers};
-use crate::transport::{Target, TransportSetup, Transports};
+use crate::transport::{TransportSetup, Transports};
 
 use shard::Shard;
 
@@ -50,6 +52,8 @@ pub struct Running {
     pub cdr: Option<Arc<cdr::CdrPipeline>>,
     /// The admin HTTP server's address, when `[admin]` is on.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// Reloads the configuration (SIGHUP, `POST /admin/reload`, tests).
+    pub reloader: Arc<reload::Reloader>,
     shard: Arc<Shard>,
 }
 
@@ -97,6 +101,11 @@ impl Running {
 
 /// Starts the gateway described by `cfg` on the current tokio runtime.
 pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
+    start_from(cfg, None).await
+}
+
+/// [`start`], remembering the file `cfg` came from for reloads (SIGHUP, admin).
+pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let setup = TransportSetup::from_config(cfg).context("preparing transports")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -130,12 +139,19 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
     let proxy = build_proxy(cfg, &transports, policy)?;
     shard.install(proxy, transports.clone());
     tracker.spawn(shard.clone().timers(cancel.clone()));
+    let reloader = Arc::new(reload::Reloader::new(
+        path,
+        cfg.clone(),
+        shard.clone(),
+        transports.clone(),
+    ));
     let admin_addr = if cfg.admin.enabled {
         let source = Arc::new(admin::DaemonSource {
             shard: shard.clone(),
             transports: transports.clone(),
             numbers: numbers.clone(),
             cdr: cdr.clone(),
+            reloader: reloader.clone(),
         });
         match crate::admin::serve(&cfg.admin, source, cancel.clone()).await {
             Ok(server) => {
@@ -164,6 +180,7 @@ pub async fn start(cfg: &Config) -> anyhow::Result<Running> {
         tracker,
         cdr,
         admin_addr,
+        reloader,
         shard,
     })
 }
@@ -202,11 +219,24 @@ fn build_policy(
     }
 }
 
-/// Runs the gateway until SIGINT or SIGTERM.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let running = start(&cfg).await?;
+/// Runs the gateway until SIGINT or SIGTERM (then drains); SIGHUP reloads the file.
+pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
+    let running = start_from(&cfg, Some(path)).await?;
     tracing::info!(listeners = cfg.listen.len(), "ocedge running");
-    wait_for_signal().await?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let r = running.reloader.clone();
+                match tokio::task::spawn_blocking(move || r.reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "reload failed; running configuration kept"),
+                    Err(e) => tracing::error!(error = %e, "reload task failed"),
+                }
+            }
+            r = wait_for_signal() => { r?; break; }
+        }
+    }
     let timeout = cfg.node.drain_timeout.0;
     tracing::info!(
         ?timeout,
@@ -327,26 +357,7 @@ fn build_proxy(
             }
         })
         .collect();
-    let mut peers: Vec<Peer> = ms
-        .targets
-        .iter()
-        .map(|t| Peer {
-            name: t.name.clone(),
-            target: Target {
-                transport: t.transport,
-                addr: t.addr,
-            },
-            side: Side::Microsoft,
-        })
-        .collect();
-    peers.extend(carrier.sbcs.iter().map(|s| Peer {
-        name: s.name.clone(),
-        target: Target {
-            transport: s.transport,
-            addr: s.addr,
-        },
-        side: Side::Carrier,
-    }));
+    let peers = reload::peers(cfg);
     let peer_ips: Vec<_> = peers.iter().map(|p| p.target.addr.ip()).collect();
     let routing = Routing::new(listeners, peers, Acl::new(&ms.acl), Acl::new(&carrier.acl));
     let t = &cfg.timers;

@@ -272,6 +272,12 @@ fn reject(reason: &str) -> Verdict {
 }
 
 impl<P: Policy + Attribute> Policy for CallTracker<P> {
+    fn reconfigure(&mut self, cfg: &crate::config::Config) {
+        self.cfg =
+            crate::calls::TrackerConfig::from_config(&cfg.cdr).with_timer_c(cfg.timers.timer_c.0);
+        self.inner.reconfigure(cfg);
+    }
+
     fn report(&self) -> crate::proxy::policy::PolicyReport {
         crate::proxy::policy::PolicyReport {
             calls: Some(self.stats()),

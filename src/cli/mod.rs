@@ -109,7 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            rt.block_on(crate::app::run(cfg))?;
+            rt.block_on(crate::app::run(cfg, config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs {

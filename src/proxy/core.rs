@@ -85,6 +85,25 @@ pub struct ProxySetup {
     pub policy: Box<dyn Policy>,
 }
 
+/// What a reload may change in a running proxy (listeners, timers and limits need a
+/// restart).
+pub struct ProxyReload {
+    /// Peers and ACLs (the listeners stay).
+    pub peers: Vec<crate::proxy::route::Peer>,
+    /// Source ACLs: Microsoft side, carrier side.
+    pub acl: [crate::proxy::acl::Acl; 2],
+    /// Microsoft targets and their probing.
+    pub microsoft: (Vec<crate::proxy::dispatch::DestSpec>, crate::config::Probe),
+    /// SBCs and their probing.
+    pub carrier: (Vec<crate::proxy::dispatch::DestSpec>, crate::config::Probe),
+    /// Flood limits.
+    pub flood: crate::config::Flood,
+    /// Addresses that get the peer flood limit.
+    pub flood_peers: Vec<std::net::IpAddr>,
+    /// Headers stripped toward Microsoft and toward the carrier.
+    pub strip: [Vec<String>; 2],
+}
+
 /// Why a client transaction exists.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum ClientRole {
@@ -180,6 +199,20 @@ impl Proxy {
     /// Counters since start.
     pub fn stats(&self) -> &ProxyStats {
         &self.stats
+    }
+
+    /// Applies a reload. Transactions under way go on; destinations that stay keep their
+    /// health; the policy takes `cfg`'s reloadable settings.
+    pub fn reload(&mut self, r: ProxyReload, cfg: &crate::config::Config, now: Millis) {
+        let [acl_ms, acl_c] = r.acl;
+        self.routing = self.routing.with_peers(r.peers, acl_ms, acl_c);
+        self.sets[0].update(r.microsoft.0, &r.microsoft.1, now);
+        self.sets[1].update(r.carrier.0, &r.carrier.1, now);
+        self.flood.reconfigure(&r.flood);
+        self.flood.set_peers(r.flood_peers);
+        self.retry_after = r.flood.retry_after.to_string();
+        self.strip = r.strip;
+        self.policy.reconfigure(cfg);
     }
 
     /// Starts (or ends) draining: new out-of-dialog requests get 503 with Retry-After,

@@ -237,6 +237,10 @@ fn called_uri(msg: &Message) -> Option<Uri<'_>> {
 }
 
 impl Policy for NumberPolicy {
+    fn reconfigure(&mut self, cfg: &crate::config::Config) {
+        self.cfg = cfg.numbers.clone();
+    }
+
     fn report(&self) -> crate::proxy::policy::PolicyReport {
         crate::proxy::policy::PolicyReport {
             numbers: Some(self.stats),

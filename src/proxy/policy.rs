@@ -72,6 +72,9 @@ pub trait Policy: Send {
     fn report(&self) -> PolicyReport {
         PolicyReport::default()
     }
+
+    /// Takes the reloadable settings of a new configuration (reload).
+    fn reconfigure(&mut self, _cfg: &crate::config::Config) {}
 }
 
 /// The policy until the number policy lands: allows everything.

@@ -72,6 +72,11 @@ impl Routing {
         }
     }
 
+    /// The same listeners with new peers and ACLs (reload: listeners need a restart).
+    pub fn with_peers(&self, peers: Vec<Peer>, acl_ms: Acl, acl_carrier: Acl) -> Routing {
+        Routing::new(self.listeners.clone(), peers, acl_ms, acl_carrier)
+    }
+
     /// The listener with index `i`.
     pub fn listener(&self, i: usize) -> Option<&ListenerInfo> {
         self.listeners.get(i)
