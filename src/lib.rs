@@ -13,10 +13,14 @@
 //! - [`calls`]: call timing: the sans-IO tracker that turns the proxy's view of every call
 //!   into duration records.
 //! - [`cdr`]: call detail records, their durable spool, upload and export.
+//! - [`quality`]: voice-quality reports (RFC 6035 `vq-rtcpxr`) read tolerantly into samples.
 //! - [`msapi`]: the Microsoft API contract: types, the adapter traits, the HTTP client.
 //! - [`emulator`]: the Microsoft API emulator (tests, benches, `api.base_url = "embedded"`).
 //! - [`admin`]: the admin HTTP server (`/metrics`, health, status, reload) and the metrics
 //!   catalogue with the helpers that publish into it.
+//! - [`logging`]: the tracing subscriber: human or JSON lines, level reloadable.
+//! - [`reconcile`]: Microsoft's call records pulled and matched with ours: classes per
+//!   call (matched, duration mismatch, missing on either side), reports per window.
 //! - [`inspect`]: the `ocedge inspect` report built on [`sip`].
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
 #![forbid(unsafe_code)]
@@ -30,8 +34,11 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod inspect;
+pub mod logging;
 pub mod msapi;
 pub mod numbers;
 pub mod proxy;
+pub mod quality;
+pub mod reconcile;
 pub mod sip;
 pub mod transport;

@@ -363,6 +363,20 @@ async fn metrics_serve_exactly_the_catalogue() {
         upload_errors: UploadErrorKind::ALL.map(|k| (k, 0)).to_vec(),
         ..CdrMetrics::default()
     });
+    let sample = ocedge::quality::vqreport::QualitySample {
+        jitter_ms: Some(12),
+        loss_percent: Some(1.5),
+        round_trip_ms: Some(120),
+        mos_lq: Some(4.1),
+        mos_cq: Some(3.9),
+        ..Default::default()
+    };
+    admin::publish_quality("sbc", "sbc1", &sample);
+    admin::publish_quality("microsoft", "microsoft", &sample);
+    admin::publish_quality_field_errors(0);
+    admin::publish_quality_drop("queue");
+    admin::publish_quality_drop("webhook");
+    admin::publish_reconcile(&Default::default(), 0);
     let (status, text) = get(&format!("{}/metrics", r.base), None).await;
     assert_eq!(status, StatusCode::OK);
     let a = admin::audit(&text);

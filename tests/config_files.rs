@@ -1,9 +1,13 @@
 //! Every file in `config/` and `bench/` loads; an unknown key injected into any of its tables is refused
 //! with the key named.
+//!
+//! `config/production.example.toml` names certificates and secrets under `/etc/ocedge/` that
+//! exist only on a production host: here it must pass every check but those files' presence;
+//! `tests/packaging.rs` loads it with stand-ins for them.
 
 use std::path::PathBuf;
 
-use ocedge::config::Config;
+use ocedge::config::{Config, ConfigError};
 
 /// Every shipped configuration: `config/*.toml` and the benchmark configs `bench/*.toml`.
 fn config_files() -> Vec<PathBuf> {
@@ -22,8 +26,18 @@ fn config_files() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_config_loads() {
     for f in config_files() {
-        Config::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        match Config::load(&f) {
+            Ok(_) => {}
+            Err(ConfigError::Invalid { errors, .. })
+                if errors.iter().all(|e| is_production_file_missing(e)) => {}
+            Err(e) => panic!("{}: {e}", f.display()),
+        }
     }
+}
+
+/// A check that failed only because a file of the production host is not on this one.
+fn is_production_file_missing(problem: &str) -> bool {
+    problem.contains(": /etc/ocedge/") && problem.contains(" is not a readable file")
 }
 
 #[test]

@@ -100,6 +100,21 @@ pub fn audit(text: &str) -> Audit {
                 continue;
             }
         };
+        // A histogram's series: `_bucket` (with `le`), `_sum`, `_count`.
+        let mut s = s;
+        if find(&s.name).is_none() {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = s.name.strip_suffix(suffix) {
+                    if find(base).is_some_and(|m| m.kind == super::catalogue::Kind::Histogram) {
+                        s.name = base.to_owned();
+                        if suffix == "_bucket" {
+                            s.labels.retain(|(k, _)| k != "le");
+                        }
+                        break;
+                    }
+                }
+            }
+        }
         let Some(m) = find(&s.name) else {
             out.unknown
                 .push(format!("{}: not in the catalogue", s.name));

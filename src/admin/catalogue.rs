@@ -19,6 +19,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Observations in buckets (`_bucket{le}`, `_sum`, `_count` series).
+    Histogram,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -73,6 +76,13 @@ const SIDE: Label = fixed("side", &["microsoft", "carrier"]);
 const DEST: Label = Label {
     name: "dest",
     values: Values::From("the names in `microsoft.targets` and `carrier.sbcs`"),
+};
+const SOURCE: Label = fixed("source", &["sbc", "microsoft"]);
+const TRUNK: Label = Label {
+    name: "trunk",
+    values: Values::From(
+        "the names in `carrier.sbcs` for SBC reports; `microsoft` for Microsoft's",
+    ),
 };
 const VERSION: Label = Label {
     name: "version",
@@ -207,6 +217,51 @@ catalogue! {
         "Upload requests that failed as a whole, by kind of error.";
     CDR_DEAD_LETTERS = "ocedge_cdr_dead_letters_total", Counter, [],
         "Records written to the dead-letter file.";
+    RECONCILE_CALLS = "ocedge_reconcile_calls_total", Counter,
+        [fixed("class", &["matched", "duration_mismatch", "missing_ours", "missing_microsoft",
+            "not_billable"])],
+        "Calls reconciled against Microsoft's records, by class (complete windows only).";
+    RECONCILE_WINDOWS = "ocedge_reconcile_windows_total", Counter,
+        [fixed("complete", &["true", "false"])],
+        "Report windows written; incomplete ones lacked our records and are not in the totals.";
+    RECONCILE_PULL_ERRORS = "ocedge_reconcile_pull_errors_total", Counter, [],
+        "Failed call-records requests (each retry counts).";
+    RECONCILE_PULL_LAG = "ocedge_reconcile_pull_lag_seconds", Gauge, [],
+        "Now minus the pull cursor: how far behind Microsoft's records are pulled.";
+    QUALITY_REPORTS = "ocedge_quality_reports_total", Counter,
+        [fixed("result", &["accepted", "refused"])],
+        "RFC 6035 reports (PUBLISH vq-rtcpxr): accepted from configured SBCs, refused (403) from anyone else.";
+    QUALITY_SAMPLES = "ocedge_quality_samples_total", Counter, [SOURCE],
+        "Quality samples forwarded to the sinks, by source.";
+    QUALITY_FIELD_ERRORS = "ocedge_quality_field_errors_total", Counter, [],
+        "Report fields that did not parse (the rest of each report is kept).";
+    QUALITY_DROPPED = "ocedge_quality_dropped_total", Counter,
+        [fixed("sink", &["queue", "webhook"])],
+        "Samples dropped: the intake queue was full, or the webhook queue overflowed.";
+    QUALITY_JITTER = "ocedge_quality_jitter_ms", Histogram, [SOURCE, TRUNK],
+        "Interarrival jitter per sample, milliseconds.";
+    QUALITY_LOSS = "ocedge_quality_loss_percent", Histogram, [SOURCE, TRUNK],
+        "Network packet loss per sample, percent.";
+    QUALITY_ROUND_TRIP = "ocedge_quality_round_trip_ms", Histogram, [SOURCE, TRUNK],
+        "Round-trip delay per sample, milliseconds.";
+    QUALITY_MOS_LQ = "ocedge_quality_mos_lq", Histogram, [SOURCE, TRUNK],
+        "Listening-quality MOS per sample (1 to 5).";
+    QUALITY_MOS_CQ = "ocedge_quality_mos_cq", Histogram, [SOURCE, TRUNK],
+        "Conversational-quality MOS per sample (1 to 5).";
+}
+
+/// Bucket bounds of a histogram metric (`None` for other kinds).
+pub fn buckets(name: &str) -> Option<&'static [f64]> {
+    match name {
+        QUALITY_JITTER | QUALITY_ROUND_TRIP => Some(&[
+            5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0,
+        ]),
+        QUALITY_LOSS => Some(&[0.1, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
+        QUALITY_MOS_LQ | QUALITY_MOS_CQ => {
+            Some(&[1.5, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 5.0])
+        }
+        _ => None,
+    }
 }
 
 /// The catalogue entry named `name`.
@@ -220,6 +275,7 @@ pub fn describe_all() {
         match m.kind {
             Kind::Counter => metrics::describe_counter!(m.name, m.help),
             Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
         }
     }
 }

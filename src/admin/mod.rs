@@ -41,6 +41,7 @@ pub use auth::{Token, TokenError};
 pub use cdr_metrics::{publish_calls, publish_cdr, CallMetrics, CdrMetrics, UploadErrorKind};
 pub use publish::{
     install_recorder, publish_dest, publish_dests, publish_numbers, publish_policy, publish_proxy,
+    publish_quality, publish_quality_drop, publish_quality_field_errors, publish_reconcile,
     publish_transport,
 };
 

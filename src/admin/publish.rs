@@ -31,7 +31,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install_recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = builder().build_recorder();
             let handle = recorder.handle();
             if let Err(e) = metrics::set_global_recorder(recorder) {
                 tracing::warn!(error = %e, "a metrics recorder was already installed");
@@ -45,6 +45,76 @@ pub fn install_recorder() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// The exporter's builder with the catalogue's histogram buckets.
+pub fn builder() -> PrometheusBuilder {
+    let mut builder = PrometheusBuilder::new();
+    for m in super::catalogue::CATALOGUE {
+        if let Some(b) = super::catalogue::buckets(m.name) {
+            let matcher = metrics_exporter_prometheus::Matcher::Full(m.name.to_owned());
+            builder = match builder.set_buckets_for_metric(matcher, b) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, metric = m.name, "histogram buckets");
+                    PrometheusBuilder::new()
+                }
+            };
+        }
+    }
+    builder
+}
+
+/// Records one quality sample: the per-source counter and the histograms (labels: `source`
+/// is `sbc` or `microsoft`, `trunk` the SBC's configured name or `microsoft`).
+pub fn publish_quality(
+    source: &'static str,
+    trunk: &str,
+    s: &crate::quality::vqreport::QualitySample,
+) {
+    counter!(c::QUALITY_SAMPLES, "source" => source).increment(1);
+    let labels = [("source", source.to_owned()), ("trunk", trunk.to_owned())];
+    let figures = [
+        (c::QUALITY_JITTER, s.jitter_ms.map(f64::from)),
+        (c::QUALITY_LOSS, s.loss_percent.map(f64::from)),
+        (c::QUALITY_ROUND_TRIP, s.round_trip_ms.map(f64::from)),
+        (c::QUALITY_MOS_LQ, s.mos_lq.map(f64::from)),
+        (c::QUALITY_MOS_CQ, s.mos_cq.map(f64::from)),
+    ];
+    for (name, v) in figures {
+        if let Some(v) = v {
+            metrics::histogram!(name, &labels).record(v);
+        }
+    }
+}
+
+/// Publishes the reconciliation's totals and pull state.
+pub fn publish_reconcile(s: &crate::reconcile::ReconcileSnapshot, now_ms: u64) {
+    for (class, v) in [
+        ("matched", s.matched),
+        ("duration_mismatch", s.duration_mismatch),
+        ("missing_ours", s.missing_ours),
+        ("missing_microsoft", s.missing_microsoft),
+        ("not_billable", s.not_billable),
+    ] {
+        counter!(c::RECONCILE_CALLS, "class" => class).absolute(v);
+    }
+    let complete = s.windows.saturating_sub(s.windows_incomplete);
+    counter!(c::RECONCILE_WINDOWS, "complete" => "true").absolute(complete);
+    counter!(c::RECONCILE_WINDOWS, "complete" => "false").absolute(s.windows_incomplete);
+    counter!(c::RECONCILE_PULL_ERRORS).absolute(s.pull_errors);
+    let lag = now_ms.saturating_sub(s.pull_cursor_ms) as f64 / 1000.0;
+    gauge!(c::RECONCILE_PULL_LAG).set(lag);
+}
+
+/// Counts report fields that did not parse.
+pub fn publish_quality_field_errors(n: u64) {
+    counter!(c::QUALITY_FIELD_ERRORS).increment(n);
+}
+
+/// Counts a sample dropped by a full queue (`sink`: `queue` or `webhook`).
+pub fn publish_quality_drop(sink: &'static str) {
+    counter!(c::QUALITY_DROPPED, "sink" => sink).increment(1);
 }
 
 /// Publishes the proxy's counters (summed over shards) and its live transaction count.
@@ -67,6 +137,8 @@ pub fn publish_proxy(s: &ProxyStats, transactions: usize) {
         stray_responses,
         probes_sent,
         draining_rejected,
+        quality_reports,
+        quality_refused,
     } = *s;
     for (message, v) in [
         ("request", forwarded_requests),
@@ -94,6 +166,8 @@ pub fn publish_proxy(s: &ProxyStats, transactions: usize) {
     ] {
         counter!(c::PROXY_DROPPED, "reason" => reason).absolute(v);
     }
+    counter!(c::QUALITY_REPORTS, "result" => "accepted").absolute(quality_reports);
+    counter!(c::QUALITY_REPORTS, "result" => "refused").absolute(quality_refused);
     counter!(c::PROXY_FAILOVERS).absolute(failovers);
     counter!(c::PROXY_PROBES_SENT).absolute(probes_sent);
     gauge!(c::PROXY_TRANSACTIONS).set(transactions as f64);
@@ -235,6 +309,20 @@ mod tests {
         });
         publish_numbers(&NumberTable::new().state());
         publish_transport(&TransportStats::default(), 2);
+        let sample = crate::quality::vqreport::QualitySample {
+            jitter_ms: Some(12),
+            loss_percent: Some(1.5),
+            round_trip_ms: Some(120),
+            mos_lq: Some(4.1),
+            mos_cq: Some(3.9),
+            ..Default::default()
+        };
+        publish_quality("sbc", "sbc1", &sample);
+        publish_quality("microsoft", "microsoft", &sample);
+        publish_quality_field_errors(0);
+        publish_quality_drop("queue");
+        publish_quality_drop("webhook");
+        publish_reconcile(&Default::default(), 0);
         publish_dest(Side::Carrier, "sbc1", true);
         publish_dest(Side::Microsoft, "sip.pstnhub.microsoft.com", false);
         publish_calls(&CallMetrics {
@@ -279,7 +367,7 @@ mod tests {
 
     #[test]
     fn helpers_publish_exactly_the_catalogue() {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = builder().build_recorder();
         let text = rendered(&recorder, 5);
         let a = audit(&text);
         assert!(a.is_clean(), "{a:#?}\n{text}");
@@ -303,7 +391,7 @@ mod tests {
 
     #[test]
     fn counters_never_go_backwards() {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = builder().build_recorder();
         rendered(&recorder, 7);
         let text = rendered(&recorder, 4);
         assert!(

@@ -22,6 +22,10 @@ pub struct DaemonSource {
     pub(super) numbers: Option<NumberTable>,
     pub(super) cdr: Option<Arc<CdrPipeline>>,
     pub(super) reloader: Arc<super::reload::Reloader>,
+    /// Our certificate file, for its expiry in `/status`.
+    pub(super) cert: Option<std::path::PathBuf>,
+    /// The reconciliation's counters, when it runs.
+    pub(super) reconcile: Option<Arc<crate::reconcile::ReconcileStats>>,
 }
 
 impl AdminSource for DaemonSource {
@@ -114,10 +118,42 @@ impl AdminSource for DaemonSource {
                 "upload": up,
             })
         });
+        let tls = self.cert.as_ref().map(|path| {
+            match crate::transport::expiry::pem_file_not_after(path) {
+                Ok(t) => {
+                    let now = std::time::SystemTime::now();
+                    let days = match t.duration_since(now) {
+                        Ok(left) => (left.as_secs() / 86_400) as i64,
+                        Err(past) => -((past.duration().as_secs() / 86_400) as i64) - 1,
+                    };
+                    let ms = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    json!({"cert_not_after": crate::cdr::rfc3339_ms(ms), "cert_expires_in_days": days})
+                }
+                Err(e) => json!({"error": e}),
+            }
+        });
+        let reconcile = self.reconcile.as_ref().map(|r| {
+            let s = r.snapshot();
+            json!({
+                "pull_lag_seconds": now_ms().saturating_sub(s.pull_cursor_ms) / 1000,
+                "windows": s.windows,
+                "windows_incomplete": s.windows_incomplete,
+                "matched": s.matched,
+                "duration_mismatch": s.duration_mismatch,
+                "missing_ours": s.missing_ours,
+                "missing_microsoft": s.missing_microsoft,
+                "not_billable": s.not_billable,
+                "pull_errors": s.pull_errors,
+            })
+        });
         json!({
             "proxy": proxy,
             "numbers": numbers,
             "cdr": cdr,
+            "tls": tls,
+            "reconcile": reconcile,
             "connections": self.transports.connections(),
         })
     }
@@ -150,6 +186,9 @@ impl AdminSource for DaemonSource {
             }
         });
         admin::publish_transport(self.transports.stats(), self.transports.connections());
+        if let Some(r) = &self.reconcile {
+            admin::publish_reconcile(&r.snapshot(), now_ms());
+        }
         if let Some(t) = &self.numbers {
             admin::publish_numbers(&t.state());
         }

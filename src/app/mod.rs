@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod cdr;
+pub mod quality;
 pub mod reload;
 mod shard;
 
@@ -54,6 +55,8 @@ pub struct Running {
     pub admin_addr: Option<std::net::SocketAddr>,
     /// Reloads the configuration (SIGHUP, `POST /admin/reload`, tests).
     pub reloader: Arc<reload::Reloader>,
+    /// The quality pipeline, when `[quality]` is on.
+    pub quality: Option<Arc<quality::QualityPipeline>>,
     shard: Arc<Shard>,
 }
 
@@ -109,14 +112,15 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
     let setup = TransportSetup::from_config(cfg).context("preparing transports")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (numbers, api_base_url, api) = match start_numbers(cfg, &cancel, &tracker).await {
+    let (numbers, api_base_url, client) = match start_numbers(cfg, &cancel, &tracker).await {
         Ok(v) => v,
         Err(e) => {
             cancel.cancel();
             return Err(e);
         }
     };
-    let cdr = match cdr::start(cfg, api, &cancel, &tracker) {
+    let durations = client.clone().map(|c| c as Arc<dyn DurationsApi>);
+    let cdr = match cdr::start(cfg, durations, &cancel, &tracker) {
         Ok(c) => c.map(Arc::new),
         Err(e) => {
             cancel.cancel();
@@ -135,8 +139,34 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
             return Err(e).context("starting listeners");
         }
     };
+    let reconcile = match client.clone() {
+        Some(c) => match crate::reconcile::Reconciler::from_config(
+            cfg,
+            c as Arc<dyn crate::msapi::CallRecordsApi>,
+        ) {
+            Ok(Some(r)) => {
+                let stats = r.stats();
+                tracker.spawn(r.run(cancel.clone()));
+                Some(stats)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciliation not started");
+                None
+            }
+        },
+        None => None,
+    };
     let policy = build_policy(cfg, numbers.as_ref(), cdr.as_deref(), &shard);
-    let proxy = build_proxy(cfg, &transports, policy)?;
+    let quality = if cfg.quality.enabled {
+        Some(quality::start(&cfg.quality, &cancel, &tracker)?)
+    } else {
+        None
+    };
+    let intake: Option<Arc<dyn crate::proxy::policy::QualityIntake>> = quality
+        .clone()
+        .map(|q| q as Arc<dyn crate::proxy::policy::QualityIntake>);
+    let proxy = build_proxy(cfg, &transports, policy, intake)?;
     shard.install(proxy, transports.clone());
     tracker.spawn(shard.clone().timers(cancel.clone()));
     let reloader = Arc::new(reload::Reloader::new(
@@ -152,6 +182,8 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
             numbers: numbers.clone(),
             cdr: cdr.clone(),
             reloader: reloader.clone(),
+            cert: cfg.tls.as_ref().map(|t| t.cert.clone()),
+            reconcile: reconcile.clone(),
         });
         match crate::admin::serve(&cfg.admin, source, cancel.clone()).await {
             Ok(server) => {
@@ -181,6 +213,7 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
         cdr,
         admin_addr,
         reloader,
+        quality,
         shard,
     })
 }
@@ -221,9 +254,11 @@ fn build_policy(
 
 /// Runs the gateway until SIGINT or SIGTERM (then drains); SIGHUP reloads the file.
 pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
+    // First: a SIGHUP during start-up (which may wait for the number table) must not kill
+    // the daemon; it is taken as a reload once running.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let running = start_from(&cfg, Some(path)).await?;
     tracing::info!(listeners = cfg.listen.len(), "ocedge running");
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -287,11 +322,7 @@ async fn start_numbers(
     cfg: &Config,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<(
-    Option<NumberTable>,
-    Option<String>,
-    Option<Arc<dyn DurationsApi>>,
-)> {
+) -> anyhow::Result<(Option<NumberTable>, Option<String>, Option<Arc<HttpApi>>)> {
     let Some(api) = &cfg.api else {
         return Ok((None, None, None));
     };
@@ -319,20 +350,20 @@ async fn start_numbers(
     };
     let client = Arc::new(HttpApi::new(&api, secret).context("configuring the API client")?);
     let table = NumberTable::new();
-    let durations: Arc<dyn DurationsApi> = client.clone();
     tracker.spawn(crate::numbers::run(
-        client,
+        client.clone(),
         table.clone(),
         SyncConfig::from_config(&cfg.numbers),
         cancel.clone(),
     ));
-    Ok((Some(table), Some(api.base_url), Some(durations)))
+    Ok((Some(table), Some(api.base_url), Some(client)))
 }
 
 fn build_proxy(
     cfg: &Config,
     transports: &Transports,
     policy: Box<dyn Policy>,
+    quality: Option<Arc<dyn crate::proxy::policy::QualityIntake>>,
 ) -> anyhow::Result<Proxy> {
     let ms = cfg.microsoft.as_ref().context("[microsoft] is required")?;
     let carrier = cfg.carrier.as_ref().context("[carrier] is required")?;
@@ -382,5 +413,6 @@ fn build_proxy(
         shard: 0,
         retry_after: cfg.flood.retry_after,
         policy,
+        quality,
     }))
 }

@@ -64,6 +64,10 @@ impl Reloader {
                 .reload_tls(tls)
                 .map_err(|e| format!("reload refused: TLS: {e}"))?;
         }
+        if new.log.level != current.log.level {
+            crate::logging::set_level(&new.log.level)
+                .map_err(|e| format!("reload refused: {e}"))?;
+        }
         let r = proxy_reload(&new);
         self.shard
             .modify(|p| p.reload(r, &new, self.shard.now()))
@@ -86,6 +90,10 @@ impl Reloader {
             api: current.api.clone(),
             emulator: current.emulator.clone(),
             admin: current.admin.clone(),
+            log: crate::config::Log {
+                format: current.log.format,
+                ..new.log.clone()
+            },
             node: crate::config::Node {
                 fqdn: current.node.fqdn.clone(),
                 ..new.node.clone()
@@ -118,6 +126,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.api != new.api, "api");
     check(old.emulator != new.emulator, "emulator");
     check(old.admin != new.admin, "admin");
+    check(old.log.format != new.log.format, "log.format");
     check(
         old.cdr.spool_dir != new.cdr.spool_dir || old.cdr.enabled != new.cdr.enabled,
         "cdr.spool_dir/cdr.enabled",

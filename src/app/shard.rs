@@ -36,6 +36,38 @@ pub struct Shard {
     wake: Notify,
     /// Messages received before the proxy was ready (start-up only).
     pub(super) early_drops: AtomicU64,
+    send_log: LogLimit,
+}
+
+/// At most [`LogLimit::PER_SECOND`] lines a second for one kind of event; the first line of
+/// the next second says how many were left out.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    /// Current second (since the Unix epoch) and lines logged in it, packed.
+    window: std::sync::Mutex<(u64, u32, u64)>,
+}
+
+impl LogLimit {
+    /// Lines allowed per second.
+    pub(crate) const PER_SECOND: u32 = 10;
+
+    /// `Some(lines suppressed since the last one logged)` when this one may be logged.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = crate::cdr::now_ms() / 1000;
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let (second, count, suppressed) = &mut *w;
+        if *second != now {
+            *second = now;
+            *count = 0;
+        }
+        if *count < Self::PER_SECOND {
+            *count += 1;
+            Some(std::mem::take(suppressed))
+        } else {
+            *suppressed += 1;
+            None
+        }
+    }
 }
 
 impl Shard {
@@ -50,6 +82,7 @@ impl Shard {
             armed: AtomicU64::new(u64::MAX),
             wake: Notify::new(),
             early_drops: AtomicU64::new(0),
+            send_log: LogLimit::default(),
         })
     }
 
@@ -118,7 +151,10 @@ impl Shard {
                 None => t.send(o.to, o.tls_name.as_deref(), o.bytes),
             };
             if let Err(e) = sent {
-                tracing::warn!(to = %o.to.addr, error = %e, "send failed");
+                // Rate-limited: a dead peer under load must not flood the log.
+                if let Some(suppressed) = self.send_log.allow() {
+                    tracing::warn!(to = %o.to.addr, error = %e, suppressed, "send failed");
+                }
             }
         }
     }
@@ -148,6 +184,11 @@ impl Sink for Shard {
     fn deliver(&self, m: Inbound) {
         match Message::parse(m.bytes, &self.limits) {
             Ok(msg) => {
+                let span = tracing::debug_span!(
+                    "sip",
+                    call_id = %String::from_utf8_lossy(msg.call_id().unwrap_or_default())
+                );
+                let _entered = span.enter();
                 let r = Received {
                     msg,
                     source: m.source,
@@ -159,5 +200,24 @@ impl Sink for Shard {
                 p.handle_unparsed(&failure, m.source, m.listener)
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLimit;
+
+    #[test]
+    fn log_limit_lets_ten_a_second_through_and_counts_the_rest() {
+        let l = LogLimit::default();
+        // Pin the window to the current second and fill it.
+        let allowed = (0..25).filter(|_| l.allow().is_some()).count();
+        // A second boundary during the loop can let a few more through; never fewer.
+        assert!(
+            (10..=20).contains(&allowed),
+            "{allowed} allowed out of 25 in about one second"
+        );
+        let w = l.window.lock().unwrap();
+        assert!(w.2 <= 15, "suppressed lines are counted: {}", w.2);
     }
 }

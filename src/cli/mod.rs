@@ -1,6 +1,7 @@
 //! Command-line interface: subcommands and their glue to the library.
 
 pub mod cdr;
+pub mod reconcile;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ pub enum Command {
     Emulator(Box<crate::emulator::cli::EmulatorArgs>),
     /// Show, list and export call records in the spool and the dead-letter file.
     Cdr(cdr::CdrArgs),
+    /// Reconcile our call records with Microsoft's for a window: totals per class and the
+    /// worst discrepancies.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// `ocedge certs` subcommands.
@@ -103,8 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inspect(transport, &limits, &files)
         }
         Command::Run { config } => {
-            init_tracing();
             let cfg = Config::load(&config)?;
+            crate::logging::init(&cfg.log);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -139,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::emulator::cli::run(*args)
         }
         Command::Cdr(args) => cdr::run(args),
+        Command::Reconcile(args) => reconcile::run(args),
     }
 }
 

@@ -121,6 +121,10 @@ impl Config {
         self.check_sides(&mut err);
         check_admin(&self.admin, &mut err);
         check_cdr(&self.cdr, &mut err);
+        check_reconcile(self, &mut err);
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            err("log.level".into(), &format!("not a log filter: {e}"));
+        }
         out
     }
 
@@ -331,5 +335,60 @@ fn check_cdr(c: &super::schema::Cdr, err: &mut impl FnMut(String, &str)) {
         if x.dir.as_os_str().is_empty() {
             err("cdr.export.dir".into(), "must not be empty");
         }
+    }
+}
+
+/// `[reconcile]`: windows within what the puller and matcher handle, and what it needs.
+fn check_reconcile(c: &Config, err: &mut impl FnMut(String, &str)) {
+    use std::time::Duration as D;
+    let r = &c.reconcile;
+    if r.enabled && c.api.is_none() {
+        err(
+            "reconcile.enabled".into(),
+            "needs [api] to pull records from",
+        );
+    }
+    if r.enabled && !c.cdr.enabled {
+        err(
+            "reconcile.enabled".into(),
+            "needs cdr.enabled (our records)",
+        );
+    }
+    if r.dir.as_os_str().is_empty() {
+        err("reconcile.dir".into(), "must not be empty");
+    }
+    let (sec, min, hour) = (D::from_secs(1), D::from_secs(60), D::from_secs(3600));
+    for (k, d, lo, hi) in [
+        ("interval", r.interval, sec, hour),
+        ("pull_window", r.pull_window, sec, hour),
+        ("report_window", r.report_window, min, 24 * hour),
+        ("settle", r.settle, D::ZERO, 24 * hour),
+        ("reread", r.reread, D::ZERO, 24 * hour),
+        ("backfill", r.backfill, D::ZERO, 30 * 24 * hour),
+        ("match_window", r.match_window, D::ZERO, 5 * min),
+        ("tolerance", r.tolerance, D::ZERO, hour),
+    ] {
+        if d.0 < lo || d.0 > hi {
+            let (lo, hi) = (
+                humantime::format_duration(lo),
+                humantime::format_duration(hi),
+            );
+            err(
+                format!("reconcile.{k}"),
+                &format!("must be between {lo} and {hi}"),
+            );
+        }
+    }
+    if r.reread >= r.pull_window {
+        err(
+            "reconcile.reread".into(),
+            "must be shorter than pull_window",
+        );
+    }
+    if r.edge_margin < r.match_window || r.edge_margin > r.report_window {
+        err(
+            "reconcile.edge_margin".into(),
+            "must be at least match_window and at most report_window",
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod check;
+mod reconcile;
 mod schema;
 
 use std::path::Path;

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 pub use super::admin::Admin;
+pub use super::reconcile::{Reconcile, MAX_PULL_WINDOW};
 use crate::sip::Limits;
 pub use crate::transport::Transport;
 
@@ -526,6 +527,92 @@ fn default_rotate() -> Dur {
     Dur(Duration::from_secs(3600))
 }
 
+/// `[quality]`: voice-quality samples (RFC 6035 reports from SBCs) and where they go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityCfg {
+    /// Accept RFC 6035 reports from the configured SBCs at all (false: they get 403).
+    pub enabled: bool,
+    /// Reports waiting to be parsed at most; beyond, they are answered but dropped and
+    /// counted (`ocedge_quality_dropped_total{sink="queue"}`).
+    pub queue: usize,
+    /// Directory of rotating JSONL files of samples (`quality-<UTC period start>.jsonl`);
+    /// absent: no files.
+    pub dir: Option<PathBuf>,
+    /// A new file is started this often.
+    pub rotate: Dur,
+    /// `[quality.webhook]`: samples POSTed in batches to the carrier's endpoint.
+    pub webhook: Option<Webhook>,
+}
+
+impl Default for QualityCfg {
+    fn default() -> Self {
+        QualityCfg {
+            enabled: true,
+            queue: 10_000,
+            dir: None,
+            rotate: Dur(Duration::from_secs(3600)),
+            webhook: None,
+        }
+    }
+}
+
+/// `[quality.webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `http://` or `https://` URL; samples are POSTed as a JSON array.
+    pub url: String,
+    /// Most samples per request.
+    #[serde(default = "default_webhook_batch")]
+    pub batch_size: usize,
+    /// Samples waiting at most; the oldest are dropped (and counted) beyond it.
+    #[serde(default = "default_webhook_queue")]
+    pub queue: usize,
+    /// Timeout of one request; failures are retried with backoff.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_webhook_batch() -> usize {
+    100
+}
+fn default_webhook_queue() -> usize {
+    10_000
+}
+fn default_webhook_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line (with the current span's fields, e.g. the Call-ID).
+    Json,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// An `EnvFilter` directive: `info`, `warn`, `info,ocedge::proxy=debug`. Reloadable.
+    pub level: String,
+    /// `human` or `json` (restart to change).
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -567,7 +654,16 @@ pub struct Config {
     /// `[cdr]`
     #[serde(default)]
     pub cdr: Cdr,
+    /// `[log]`
+    #[serde(default)]
+    pub log: Log,
+    /// `[quality]`
+    #[serde(default)]
+    pub quality: QualityCfg,
     /// `[admin]`: the admin HTTP server.
     #[serde(default)]
     pub admin: Admin,
+    /// `[reconcile]`: Microsoft's call records pulled and reconciled with ours.
+    #[serde(default)]
+    pub reconcile: Reconcile,
 }

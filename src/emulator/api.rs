@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::auth::authorize;
 use super::durations::Verdict;
 use super::numbers::{DeltaPosition, PageError};
+use super::records::records_page;
 use super::Shared;
 use crate::msapi::wire::{self, ErrorBody};
 use crate::msapi::{CallRecordsPage, DurationRecord, DurationResult, DurationResults};
@@ -272,7 +273,11 @@ pub(crate) async fn call_records(
         return bad_request("malformed $skiptoken");
     };
     let top = w.top.clamp(1, s.cfg.max_page_size);
-    let (value, last) = s.durations().records_page(w.from, w.to, w.after, top);
+    let (value, last) = {
+        let store = s.durations();
+        let inj = s.discrepancies();
+        records_page(&store, &inj, (w.from, w.to), w.after, top)
+    };
     let next_link = last.map(|after| {
         let next = RecordsWindow {
             top,
@@ -292,14 +297,14 @@ pub(crate) async fn call_records(
 }
 
 /// A call-records window and the position in it (Unix milliseconds); its skip token is
-/// `c.from.to.top.end.index`.
+/// `c.from.to.top.end.pos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RecordsWindow {
     from: u64,
     to: u64,
     top: usize,
-    /// `(end, index)` of the last record served.
-    after: Option<(u64, u32)>,
+    /// `(end, pos)` of the last entry served (see `records::records_page`).
+    after: Option<(u64, u64)>,
 }
 
 impl RecordsWindow {

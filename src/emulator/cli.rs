@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
-use super::{load_seed_csv, ChurnConfig, Credentials, Emulator, EmulatorConfig, Faults};
+use super::{
+    load_seed_csv, ChurnConfig, Credentials, Discrepancies, Emulator, EmulatorConfig, Faults,
+};
 
 /// Flags of `ocedge emulator`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +71,42 @@ pub struct EmulatorArgs {
     /// Fault: share of requests whose connection is dropped without an answer.
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
+    /// Discrepancies: a JSON file with the body of `POST /emulator/discrepancies`; the
+    /// flags below override its fields.
+    #[arg(long)]
+    pub discrepancies: Option<PathBuf>,
+    /// Discrepancies: seed of the rate-based choices.
+    #[arg(long)]
+    pub discrepancy_seed: Option<u64>,
+    /// Discrepancies: share of call records whose billed duration drifts by --drift-ms.
+    #[arg(long)]
+    pub drift_rate: Option<f64>,
+    /// Discrepancies: milliseconds added to drifting records (negative subtracts).
+    #[arg(long, allow_negative_numbers = true)]
+    pub drift_ms: Option<i64>,
+    /// Discrepancies: `CALL_ID=MS`, an exact drift for that Call-ID (repeatable).
+    #[arg(long, value_parser = parse_drift)]
+    pub drift_call_id: Vec<(String, i64)>,
+    /// Discrepancies: share of accepted durations that get no call record.
+    #[arg(long)]
+    pub drop_record_rate: Option<f64>,
+    /// Discrepancies: a Call-ID whose call records are dropped (repeatable).
+    #[arg(long)]
+    pub drop_call_id: Vec<String>,
+    /// Discrepancies: share of call records followed by a record of a call never reported.
+    #[arg(long)]
+    pub extra_rate: Option<f64>,
+}
+
+/// `CALL_ID=MS`, split at the last `=` (a Call-ID may hold one).
+fn parse_drift(s: &str) -> Result<(String, i64), String> {
+    let (id, ms) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not CALL_ID=MS"))?;
+    let ms = ms
+        .parse()
+        .map_err(|_| format!("{ms:?} is not a number of ms"))?;
+    Ok((id.to_owned(), ms))
 }
 
 impl EmulatorArgs {
@@ -111,6 +149,7 @@ impl EmulatorArgs {
             ..Faults::default()
         };
         faults.check().map_err(anyhow::Error::msg)?;
+        let discrepancies = self.discrepancies()?;
         Ok(EmulatorConfig {
             seed,
             credentials,
@@ -124,8 +163,34 @@ impl EmulatorArgs {
                 seed: self.churn_seed,
             }),
             faults,
+            discrepancies,
             ..EmulatorConfig::default()
         })
+    }
+
+    /// The discrepancies of `--discrepancies FILE` and the flags, checked.
+    fn discrepancies(&self) -> anyhow::Result<Discrepancies> {
+        let mut d = match &self.discrepancies {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .with_context(|| format!("--discrepancies {}", path.display()))?;
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("--discrepancies {}", path.display()))?
+            }
+            None => Discrepancies::default(),
+        };
+        if let Some(seed) = self.discrepancy_seed {
+            d.seed = seed;
+        }
+        d.drift_rate = self.drift_rate.unwrap_or(d.drift_rate);
+        d.drift_ms = self.drift_ms.unwrap_or(d.drift_ms);
+        d.drop_rate = self.drop_record_rate.unwrap_or(d.drop_rate);
+        d.extra_rate = self.extra_rate.unwrap_or(d.extra_rate);
+        d.drift_by_call_id
+            .extend(self.drift_call_id.iter().cloned());
+        d.drop_call_ids.extend(self.drop_call_id.iter().cloned());
+        d.check().map_err(anyhow::Error::msg)?;
+        Ok(d)
     }
 }
 
@@ -153,4 +218,56 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<ExitCode> {
         running.wait().await.context("serving")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<EmulatorConfig> {
+        let cmd = Cmd::try_parse_from(std::iter::once("emulator").chain(args.iter().copied()))?;
+        cmd.args.to_config()
+    }
+
+    #[test]
+    fn discrepancy_flags_and_file_combine() {
+        let file = std::env::temp_dir().join(format!("ocedge-disc-{}.json", std::process::id()));
+        let body = r#"{"dropCallIds": ["a@x"], "extraRate": 0.5, "seed": 1}"#;
+        std::fs::write(&file, body).unwrap();
+        let c = config(&[
+            "--discrepancies",
+            file.to_str().unwrap(),
+            "--discrepancy-seed",
+            "9",
+            "--drift-rate",
+            "0.25",
+            "--drift-ms",
+            "-1500",
+            "--drift-call-id",
+            "b@x=2000",
+            "--drop-call-id",
+            "c@x",
+        ])
+        .unwrap();
+        let d = c.discrepancies;
+        assert_eq!(
+            (d.seed, d.drift_rate, d.drift_ms, d.extra_rate),
+            (9, 0.25, -1500, 0.5)
+        );
+        assert_eq!(d.drop_call_ids, ["a@x", "c@x"]);
+        assert_eq!(d.drift_by_call_id.get("b@x"), Some(&2000));
+        let e = config(&["--drop-record-rate", "1.5"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dropRate"), "{e}");
+        assert!(config(&["--drift-call-id", "nodrift"]).is_err());
+    }
 }

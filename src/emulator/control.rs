@@ -6,6 +6,8 @@
 //!   assignmentStatus?, capabilities?}]}`: adds or replaces numbers (all or none).
 //! - `DELETE /emulator/numbers/{telephoneNumber}`: removes one (204, or 404).
 //! - `GET|POST /emulator/faults`: reads or replaces the faults in force ([`Faults`]).
+//! - `GET|POST /emulator/discrepancies`: reads or replaces the discrepancies injected into
+//!   call records ([`Discrepancies`]).
 //! - `GET /emulator/call-durations`: every distinct accepted record, in acceptance order.
 //! - `GET /emulator/stats`: counters ([`EmulatorStats`]).
 
@@ -21,6 +23,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::api::graph_error;
+use super::discrepancy::Discrepancies;
 use super::durations::Verdict;
 use super::faults::Faults;
 use super::seed::NumberSpec;
@@ -242,6 +245,24 @@ pub(crate) async fn set_faults(State(s): State<Arc<Shared>>, body: Bytes) -> Res
         ..faults
     });
     Json(state.get().clone()).into_response()
+}
+
+/// `GET /emulator/discrepancies`.
+pub(crate) async fn get_discrepancies(State(s): State<Arc<Shared>>) -> Json<Discrepancies> {
+    Json(s.discrepancies().spec().clone())
+}
+
+/// `POST /emulator/discrepancies`: checks and replaces them whole.
+pub(crate) async fn set_discrepancies(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let spec: Discrepancies = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return graph_error(StatusCode::BAD_REQUEST, "badRequest", e.to_string()),
+    };
+    if let Err(e) = spec.check() {
+        return graph_error(StatusCode::BAD_REQUEST, "badRequest", e);
+    }
+    s.set_discrepancies(spec.clone());
+    Json(spec).into_response()
 }
 
 /// `GET /emulator/call-durations`.

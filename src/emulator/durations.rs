@@ -8,14 +8,14 @@
 //!   is refused whole (507) rather than partly stored or silently dropped, so the uploader
 //!   keeps it and the stats show the refusal.
 //! - Call records (`super::records`): one per accepted record, generated on read (nothing
-//!   extra stored). Windows select on `endDateTime`.
+//!   extra stored), with the discrepancies of `super::discrepancy` applied. Windows select
+//!   on `endDateTime`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::time::UNIX_EPOCH;
 
-use super::records::call_record;
-use crate::msapi::{CallRecord, DurationRecord};
+use crate::msapi::DurationRecord;
 use crate::sip::number::E164;
 
 /// Longest record id accepted.
@@ -93,27 +93,27 @@ impl Durations {
         &self.records
     }
 
-    /// Call records of calls that ended in `[from_ms, to_ms)`, after `after` (the
-    /// `(end, index)` key of the previous page's last record); the key of this page's last
-    /// record when more follow.
-    pub(crate) fn records_page(
+    /// Accepted records whose `(end, index)` key is after `lower` and whose end is before
+    /// `to_ms`, in key order, with their keys (as `(end, index)` in the page key space of
+    /// `super::records::records_page`).
+    pub(crate) fn by_end(
         &self,
-        from_ms: u64,
+        lower: Bound<(u64, u64)>,
         to_ms: u64,
-        after: Option<(u64, u32)>,
-        top: usize,
-    ) -> (Vec<CallRecord>, Option<(u64, u32)>) {
-        let lower = after.map_or(Bound::Included((from_ms, 0)), Bound::Excluded);
-        let mut range = self.by_end.range((lower, Bound::Excluded((to_ms, 0))));
-        let page: Vec<(u64, u32)> = range.by_ref().take(top.max(1)).copied().collect();
-        let more = range.next().is_some();
-        let value = page
-            .iter()
-            .filter_map(|(_, i)| self.records.get(*i as usize))
-            .map(call_record)
-            .collect();
-        (value, page.last().copied().filter(|_| more))
+    ) -> impl Iterator<Item = ((u64, u64), &DurationRecord)> {
+        let lower = match lower {
+            Bound::Included((e, p)) => Bound::Included((e, clamp_pos(p))),
+            Bound::Excluded((e, p)) => Bound::Excluded((e, clamp_pos(p))),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        self.by_end
+            .range((lower, Bound::Excluded((to_ms, 0))))
+            .filter_map(|&(end, i)| Some(((end, u64::from(i)), self.records.get(i as usize)?)))
     }
+}
+
+fn clamp_pos(p: u64) -> u32 {
+    u32::try_from(p).unwrap_or(u32::MAX)
 }
 
 /// Unix milliseconds of a record's times.
@@ -373,29 +373,5 @@ mod tests {
         assert_eq!(store.room(), 0);
         assert_eq!(store.needed(["a"].into_iter()), 0, "a replay needs no room");
         assert!(matches!(store.submit(answered("b")), Verdict::Rejected(_)));
-    }
-
-    #[test]
-    fn records_page_by_end_time() {
-        let mut store = Durations::new(10);
-        // (end, durationMs from the 10:00:02 answer)
-        let calls = [
-            ("10:01:02", 60_000),
-            ("10:05:00", 298_000),
-            ("10:03:00", 178_000),
-        ];
-        for (i, (end, duration_ms)) in calls.into_iter().enumerate() {
-            let mut r = answered(&i.to_string());
-            r.end_date_time = format!("2024-05-01T{end}.000Z");
-            r.duration_ms = duration_ms;
-            assert_eq!(store.submit(r), Verdict::Accepted);
-        }
-        let from = time_ms("f", "2024-05-01T10:00:00.000Z").unwrap_or(0);
-        let to = time_ms("t", "2024-05-01T10:05:00.000Z").unwrap_or(0);
-        let (page, after) = store.records_page(from, to, None, 1);
-        assert_eq!(page[0].call_id, "call-0");
-        let (page2, after2) = store.records_page(from, to, after, 1);
-        assert_eq!(page2[0].call_id, "call-2", "ordered by end time");
-        assert_eq!(after2, None, "10:05:00 is outside [from, to)");
     }
 }

@@ -8,7 +8,8 @@
 //! - [`seed`]: the CSV seed and the checks every number passes.
 //! - `numbers`: the table, its change log and the listing/delta pages.
 //! - `durations`: call-duration validation and storage; `records`: the Microsoft-side call
-//!   records derived from them.
+//!   records derived from them; `discrepancy`: drift, dropped and extra records injected
+//!   into those, for reconciliation tests against known truth.
 //! - `auth`: the token endpoint and bearer checks; `faults`: injected errors, throttling,
 //!   latency and dropped connections; `control`: the `/emulator/*` API for tests;
 //!   `churn`: random assignment changes over time; `listener`: connections that a fault can
@@ -35,6 +36,7 @@ mod api;
 mod auth;
 mod churn;
 mod control;
+mod discrepancy;
 mod durations;
 mod faults;
 mod listener;
@@ -57,6 +59,7 @@ use crate::msapi::wire;
 
 pub use auth::Credentials;
 pub use control::EmulatorStats;
+pub use discrepancy::{Discrepancies, ExtraRecord};
 pub use faults::Faults;
 pub use seed::{load_seed_csv, parse_seed_csv, NumberSpec, SeedError};
 
@@ -108,6 +111,8 @@ pub struct EmulatorConfig {
     pub churn: Option<ChurnConfig>,
     /// Faults active from the start.
     pub faults: Faults,
+    /// Discrepancies injected into call records from the start.
+    pub discrepancies: Discrepancies,
     /// Base URL written into `@odata.nextLink` / `@odata.deltaLink`; by default
     /// `http://{Host header}` (tests point it elsewhere to check the client refuses).
     pub public_base_url: Option<String>,
@@ -127,6 +132,7 @@ impl Default for EmulatorConfig {
             max_durations: 1_000_000,
             churn: None,
             faults: Faults::default(),
+            discrepancies: Discrepancies::default(),
             public_base_url: None,
         }
     }
@@ -154,6 +160,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: Mutex<auth::Tokens>,
     pub(crate) durations: RwLock<durations::Durations>,
     pub(crate) faults: Mutex<faults::FaultState>,
+    pub(crate) discrepancies: RwLock<discrepancy::Injector>,
     pub(crate) stats: control::Stats,
     pub(crate) local_addr: OnceLock<SocketAddr>,
 }
@@ -182,6 +189,19 @@ impl Shared {
     pub(crate) fn faults(&self) -> MutexGuard<'_, faults::FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Taken after `durations()` when both are needed.
+    pub(crate) fn discrepancies(&self) -> RwLockReadGuard<'_, discrepancy::Injector> {
+        self.discrepancies.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_discrepancies(&self, spec: Discrepancies) {
+        let inj = discrepancy::Injector::new(spec);
+        *self
+            .discrepancies
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = inj;
+    }
 }
 
 /// An emulator, built and not yet serving.
@@ -200,6 +220,7 @@ impl Emulator {
             tokens: Mutex::new(auth::Tokens::new(cfg.token_lifetime, cfg.max_tokens)),
             durations: RwLock::new(durations::Durations::new(cfg.max_durations)),
             faults: Mutex::new(faults::FaultState::new(cfg.faults.clone())),
+            discrepancies: RwLock::new(discrepancy::Injector::new(cfg.discrepancies.clone())),
             stats: control::Stats::default(),
             local_addr: OnceLock::new(),
             cfg,
@@ -317,6 +338,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/emulator/faults",
             get(control::get_faults).post(control::set_faults),
+        )
+        .route(
+            "/emulator/discrepancies",
+            get(control::get_discrepancies).post(control::set_discrepancies),
         )
         .route("/emulator/call-durations", get(control::call_durations))
         .route("/emulator/stats", get(control::stats))

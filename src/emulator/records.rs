@@ -2,41 +2,50 @@
 //!
 //! Everything is derived from the duration record: the record id is a GUID hashed from the
 //! duration's id, and the quality figures come from a generator seeded by the same hash, so
-//! every pull of the same record gives the same values.
+//! every pull of the same record gives the same values. [`records_page`] serves a page of a
+//! window, with the discrepancies of `super::discrepancy` applied.
 
+use std::ops::Bound;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
-use super::durations::{validate, Times};
+use super::discrepancy::Injector;
+use super::durations::{validate, Durations, Times};
 use crate::msapi::records::format_iso8601_ms;
 use crate::msapi::{CallRecord, DurationRecord, MediaStream};
 
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// FNV-1a, 64 bits, from a chosen offset basis.
-fn fnv(data: &[u8], basis: u64) -> u64 {
+pub(crate) fn fnv(data: &[u8], basis: u64) -> u64 {
     data.iter().fold(basis, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-/// Microsoft's record of an accepted duration, quality figures included.
-pub(crate) fn call_record(r: &DurationRecord) -> CallRecord {
-    let h1 = fnv(r.id.as_bytes(), 0xcbf2_9ce4_8422_2325);
-    let h2 = fnv(r.id.as_bytes(), 0x6c62_272e_07bb_0142);
-    let guid = format!(
+/// A version-4-shaped GUID hashed from `key`.
+pub(crate) fn guid(key: &[u8]) -> String {
+    let h1 = fnv(key, 0xcbf2_9ce4_8422_2325);
+    let h2 = fnv(key, 0x6c62_272e_07bb_0142);
+    format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
         h1 >> 32,
         (h1 >> 16) & 0xffff,
         h1 & 0xfff,
         (h2 >> 48) | 0x8000,
         h2 & 0xffff_ffff_ffff
-    );
+    )
+}
+
+/// Microsoft's record of an accepted duration, quality figures included.
+pub(crate) fn call_record(r: &DurationRecord) -> CallRecord {
+    let h1 = fnv(r.id.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let h2 = fnv(r.id.as_bytes(), 0x6c62_272e_07bb_0142);
     let times = validate(r).unwrap_or(Times {
         start: 0,
         answer: None,
@@ -47,7 +56,7 @@ pub(crate) fn call_record(r: &DurationRecord) -> CallRecord {
         None => Vec::new(),
     };
     CallRecord {
-        id: guid,
+        id: guid(r.id.as_bytes()),
         call_id: r.call_id.clone(),
         start_date_time: rfc3339(times.answer.unwrap_or(times.start)),
         end_date_time: rfc3339(times.end),
@@ -68,8 +77,51 @@ pub(crate) fn call_record(r: &DurationRecord) -> CallRecord {
     }
 }
 
+/// The call records of calls that ended in `[from_ms, to_ms)`, after `after` (the
+/// `(end, pos)` key of the previous page's last entry), at most `top` of them (one more when
+/// the last one is followed by its rate-selected extra); and the key of this page's last
+/// entry when more follow. Accepted durations (pos = their index) and explicit extras (pos
+/// from `EXTRA_BASE`) are merged in key order; a dropped duration still moves the position,
+/// so a page may hold fewer than `top` records, or none, and still have a next page.
+pub(crate) fn records_page(
+    store: &Durations,
+    inj: &Injector,
+    window: (u64, u64),
+    after: Option<(u64, u64)>,
+    top: usize,
+) -> (Vec<CallRecord>, Option<(u64, u64)>) {
+    let (from_ms, to_ms) = window;
+    let lower = after.map_or(Bound::Included((from_ms, 0)), Bound::Excluded);
+    let mut durations = store.by_end(lower, to_ms).peekable();
+    let mut extras = inj.extras(lower, to_ms).peekable();
+    let top = top.max(1);
+    let (mut out, mut consumed, mut last) = (Vec::new(), 0usize, None);
+    loop {
+        let next_d = durations.peek().map(|(k, _)| *k);
+        let next_x = extras.peek().map(|(k, _)| **k);
+        let take_duration = match (next_d, next_x) {
+            (None, None) => return (out, None),
+            (Some(d), Some(x)) => d < x,
+            (d, _) => d.is_some(),
+        };
+        if consumed >= top {
+            return (out, last);
+        }
+        if take_duration {
+            if let Some((key, r)) = durations.next() {
+                out.extend(inj.records_of(r));
+                last = Some(key);
+            }
+        } else if let Some((key, x)) = extras.next() {
+            out.push(x.clone());
+            last = Some(*key);
+        }
+        consumed += 1;
+    }
+}
+
 /// Two streams of plausible, seed-determined quality figures.
-fn quality(seed: u64) -> Vec<MediaStream> {
+pub(crate) fn quality(seed: u64) -> Vec<MediaStream> {
     let mut rng = StdRng::seed_from_u64(seed);
     let codec = *["pcmu", "pcma", "g722", "opus"]
         .choose(&mut rng)
@@ -103,11 +155,14 @@ fn quality(seed: u64) -> Vec<MediaStream> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::emulator::discrepancy::{Discrepancies, EXTRA_BASE};
+    use crate::emulator::durations::{time_ms, Verdict};
     use crate::emulator::seed::is_guid;
 
-    fn answered(id: &str) -> DurationRecord {
+    /// An answered inbound call: start 10:00:00, answer +2 s, end +62 s.
+    pub(crate) fn answered(id: &str) -> DurationRecord {
         DurationRecord {
             id: id.into(),
             call_id: format!("call-{id}"),
@@ -155,5 +210,60 @@ mod tests {
             .average_round_trip_ms()
             .is_some_and(|r| (20.0..=150.0).contains(&r)));
         assert!(call_record(&failed("f")).media_streams.is_empty());
+    }
+
+    #[test]
+    fn records_page_by_end_time() {
+        let mut store = Durations::new(10);
+        // (end, durationMs from the 10:00:02 answer)
+        let calls = [
+            ("10:01:02", 60_000),
+            ("10:05:00", 298_000),
+            ("10:03:00", 178_000),
+        ];
+        for (i, (end, duration_ms)) in calls.into_iter().enumerate() {
+            let mut r = answered(&i.to_string());
+            r.end_date_time = format!("2024-05-01T{end}.000Z");
+            r.duration_ms = duration_ms;
+            assert_eq!(store.submit(r), Verdict::Accepted);
+        }
+        let from = time_ms("f", "2024-05-01T10:00:00.000Z").unwrap_or(0);
+        let to = time_ms("t", "2024-05-01T10:05:00.000Z").unwrap_or(0);
+        let inj = Injector::new(Discrepancies::default());
+        let (page, after) = records_page(&store, &inj, (from, to), None, 1);
+        assert_eq!(page[0].call_id, "call-0");
+        let (page2, after2) = records_page(&store, &inj, (from, to), after, 1);
+        assert_eq!(page2[0].call_id, "call-2", "ordered by end time");
+        assert_eq!(after2, None, "10:05:00 is outside [from, to)");
+    }
+
+    #[test]
+    fn pages_merge_extras_and_skip_drops() {
+        let mut store = Durations::new(10);
+        for i in 0..4 {
+            let mut r = answered(&i.to_string());
+            r.end_date_time = format!("2024-05-01T10:01:0{i}.000Z");
+            r.duration_ms = 58_000 + i * 1000;
+            assert_eq!(store.submit(r), Verdict::Accepted);
+        }
+        let spec: Discrepancies = serde_json::from_value(serde_json::json!({
+            "dropCallIds": ["call-1"],
+            "extraRecords": [{"callId": "ghost", "startDateTime": "2024-05-01T10:00:30Z",
+                              "endDateTime": "2024-05-01T10:01:01.500Z"}]
+        }))
+        .unwrap_or_default();
+        let inj = Injector::new(spec);
+        let mut after = None;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (page, next) = records_page(&store, &inj, (0, u64::MAX), after, 2);
+            seen.extend(page.into_iter().map(|r| r.call_id));
+            after = next;
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, ["call-0", "ghost", "call-2", "call-3"]);
+        assert!(EXTRA_BASE > u64::from(u32::MAX));
     }
 }

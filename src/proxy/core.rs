@@ -83,6 +83,8 @@ pub struct ProxySetup {
     pub retry_after: u32,
     /// The policy.
     pub policy: Box<dyn Policy>,
+    /// Where accepted voice-quality reports go (`None`: accepted and discarded).
+    pub quality: Option<std::sync::Arc<dyn crate::proxy::policy::QualityIntake>>,
 }
 
 /// What a reload may change in a running proxy (listeners, timers and limits need a
@@ -153,6 +155,9 @@ pub struct Proxy {
     stats: ProxyStats,
     /// Shutting down: new out-of-dialog requests (OPTIONS to us excepted) get 503.
     draining: bool,
+    quality: Option<std::sync::Arc<dyn crate::proxy::policy::QualityIntake>>,
+    /// Counter for the SIP-ETag of quality-report answers.
+    etag: u64,
 }
 
 /// Where this run's branch counter starts. Branch ids must not repeat across restarts: a
@@ -193,6 +198,8 @@ impl Proxy {
             out: Vec::new(),
             stats: ProxyStats::default(),
             draining: false,
+            quality: setup.quality,
+            etag: 0,
         }
     }
 
@@ -404,6 +411,15 @@ impl Proxy {
         {
             return self.answer(now, sid, 200, &[("Allow", ALLOW.as_bytes())]);
         }
+        if msg.method() == Some(Method::Publish)
+            && msg
+                .event()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.package.eq_ignore_ascii_case(b"vq-rtcpxr"))
+        {
+            return self.quality_report(now, sid, &msg, source);
+        }
         if self.draining {
             self.stats.draining_rejected += 1;
             let ra = self.retry_after.clone();
@@ -425,6 +441,34 @@ impl Proxy {
             self.stats.no_destination += 1;
             self.answer(now, sid, 503, &[]);
         }
+    }
+
+    /// An RFC 6035 report (PUBLISH `Event: vq-rtcpxr`): the gateway is the collector. From a
+    /// configured SBC (any port of its address) it is queued for the quality sinks and
+    /// answered 200 with a SIP-ETag (RFC 3903); from anyone else, 403.
+    fn quality_report(&mut self, now: Millis, sid: ServerId, msg: &Message, source: Target) {
+        let sbc = self
+            .routing
+            .peers()
+            .iter()
+            .find(|p| p.side == Side::Carrier && p.target.addr.ip() == source.addr.ip())
+            .map(|p| p.name.clone());
+        let Some(sbc) = sbc else {
+            self.stats.quality_refused += 1;
+            return self.answer(now, sid, 403, &[]);
+        };
+        self.stats.quality_reports += 1;
+        if let Some(q) = &self.quality {
+            q.report(&sbc, Bytes::copy_from_slice(msg.body()));
+        }
+        self.etag += 1;
+        let etag = format!("oc{:x}.{:x}", self.shard, self.etag);
+        self.answer(
+            now,
+            sid,
+            200,
+            &[("SIP-ETag", etag.as_bytes()), ("Expires", b"0")],
+        );
     }
 
     /// Picks the next untried destination of the other side and forwards there. False when

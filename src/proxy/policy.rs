@@ -77,6 +77,14 @@ pub trait Policy: Send {
     fn reconfigure(&mut self, _cfg: &crate::config::Config) {}
 }
 
+/// Where RFC 6035 voice-quality reports (PUBLISH, `Event: vq-rtcpxr`) accepted from the
+/// configured SBCs go. Called inline by the proxy: implementations queue the body (bounded)
+/// and parse it elsewhere.
+pub trait QualityIntake: Send + Sync {
+    /// The report body sent by the SBC named `sbc`, received at `now`.
+    fn report(&self, sbc: &str, body: bytes::Bytes);
+}
+
 /// The policy until the number policy lands: allows everything.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;

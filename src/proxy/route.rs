@@ -96,6 +96,11 @@ impl Routing {
             .or_else(|| self.listeners.iter().find(|l| l.side == side))
     }
 
+    /// Every configured peer.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
     /// The configured peer at `addr`, if any.
     pub fn peer_at(&self, addr: SocketAddr) -> Option<&Peer> {
         self.peers.iter().find(|p| p.target.addr == addr)

@@ -35,6 +35,10 @@ pub struct ProxyStats {
     pub probes_sent: u64,
     /// New requests refused with 503 while draining for shutdown.
     pub draining_rejected: u64,
+    /// RFC 6035 quality reports accepted from configured SBCs (200).
+    pub quality_reports: u64,
+    /// Quality reports from anyone else, refused (403).
+    pub quality_refused: u64,
 }
 
 impl ProxyStats {
@@ -56,5 +60,7 @@ impl ProxyStats {
         self.stray_responses += o.stray_responses;
         self.probes_sent += o.probes_sent;
         self.draining_rejected += o.draining_rejected;
+        self.quality_reports += o.quality_reports;
+        self.quality_refused += o.quality_refused;
     }
 }

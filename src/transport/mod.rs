@@ -28,6 +28,7 @@
 
 mod conn;
 pub mod devcerts;
+pub mod expiry;
 mod setup;
 mod stats;
 mod stream;

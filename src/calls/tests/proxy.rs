@@ -130,6 +130,7 @@ impl Gw {
             shard: 0,
             retry_after: 5,
             policy: Box::new(tracker),
+            quality: None,
         };
         Gw {
             proxy: Proxy::new(setup),

@@ -360,5 +360,6 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
         shard: 0,
         retry_after: spec.flood.retry_after,
         policy,
+        quality: None,
     }
 }

@@ -1,0 +1,139 @@
+//! Voice-quality reports end to end (issue 6): an RFC 6035 PUBLISH from a configured SBC is
+//! answered 200 with a SIP-ETag, parsed, and its sample reaches the JSONL file and the
+//! Prometheus histograms (bounded labels); the same report from an address that is no SBC
+//! gets 403 and goes nowhere.
+
+mod support;
+
+#[path = "support/cdr.rs"]
+#[allow(dead_code, unused_imports)]
+mod bed;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bed::Bed;
+use serde_json::Value;
+use support::certs::temp_dir;
+use support::msg::{branch, tag};
+use support::{bounded, MsgExt, Ua};
+
+const REPORT: &str = "VQSessionReport: CallTerm\r\n\
+CallID: 6dg37f1890463@alice.example.org\r\n\
+LocalID: <sip:+14255550100@sbc.example>\r\n\
+RemoteID: <sip:+13125550000@pstn.example>\r\n\
+OrigID: <sip:+13125550000@pstn.example>\r\n\
+LocalAddr: IP=192.0.2.100 PORT=5000 SSRC=0x1a3b5c7d\r\n\
+RemoteAddr: IP=198.51.100.150 PORT=5002 SSRC=0x2468abcd\r\n\
+LocalMetrics:\r\n\
+Timestamps:START=2026-11-26T18:23:43Z STOP=2026-11-26T18:25:43Z\r\n\
+SessionDesc:PT=0 PD=PCMU SR=8000 FD=20 FO=20 FPP=1 PPS=50\r\n\
+JitterBuffer:JBA=3 JBR=2 JBN=40 JBM=80 JBX=120\r\n\
+PacketLoss:NLR=1.5 JDR=0.5\r\n\
+Delay:RTD=120 ESD=30 IAJ=12 MAJ=10\r\n\
+QualityEst:MOSLQ=4.1 MOSCQ=3.9\r\n\
+RemoteMetrics:\r\n\
+JitterBuffer:JBA=bogus\r\n";
+
+fn publish(from: SocketAddr, to: SocketAddr) -> String {
+    format!(
+        "PUBLISH sip:collector@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch={}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:sbc@{from}>;tag={}\r\n\
+         To: <sip:collector@{to}>\r\n\
+         Call-ID: vq-{}@{from}\r\n\
+         CSeq: 1 PUBLISH\r\n\
+         Event: vq-rtcpxr\r\n\
+         Content-Type: application/vq-rtcpxr\r\n\
+         Content-Length: {}\r\n\r\n{REPORT}",
+        branch(),
+        tag(),
+        tag(),
+        REPORT.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sbc_reports_reach_the_sinks_and_strangers_are_refused() {
+    bounded(async {
+        let dir = temp_dir("quality");
+        let files = dir.join("quality");
+        let extra = format!("\n[quality]\ndir = {:?}\n", files.display().to_string());
+        // `Bed::start` appends `cdr_extra` inside `[cdr]`; a new table after it is fine.
+        let mut bed = Bed::start(dir.clone(), &extra).await;
+        let [_, l_c] = bed.listeners();
+
+        let msg = publish(bed.sbc.local, l_c);
+        bed.sbc.send_raw(l_c, msg.as_bytes()).await;
+        let ok = bed.sbc.expect_response(200).await;
+        assert!(ok.h("SIP-ETag").is_some(), "{}", ok.dump());
+
+        // A stranger (another address, inside the ACL, but no configured SBC).
+        let mut stranger = Ua::udp("127.0.0.2").await;
+        let msg = publish(stranger.local, l_c);
+        stranger.send_raw(l_c, msg.as_bytes()).await;
+        stranger.expect_response(403).await;
+
+        // The sample arrives in the JSONL file, once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let lines = loop {
+            let lines: Vec<Value> = std::fs::read_dir(&files)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .filter_map(|l| serde_json::from_str(&l).ok())
+                .collect();
+            if !lines.is_empty() || Instant::now() > deadline {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let s = &lines[0];
+        assert_eq!(s["source"], "sbc");
+        assert_eq!(s["trunk"], "sbc1");
+        assert_eq!(s["callId"], "6dg37f1890463@alice.example.org");
+        assert_eq!(s["jitterMs"], 12);
+        assert_eq!(s["roundTripMs"], 120);
+        assert!((s["mosLq"].as_f64().unwrap() - 4.1).abs() < 1e-6, "{s}");
+        assert!(
+            (s["lossPercent"].as_f64().unwrap() - 1.5).abs() < 1e-6,
+            "{s}"
+        );
+        assert!(
+            s["fieldErrors"].as_u64().unwrap() >= 1,
+            "the bogus JBA is counted: {s}"
+        );
+        assert_eq!(s["startDateTime"], "2026-11-26T18:23:43.000Z");
+
+        let admin = bed.gw.running().admin_addr.expect("admin");
+        let text = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let audit = ocedge::admin::audit(&text);
+        assert!(audit.unknown.is_empty(), "{:?}", audit.unknown);
+        assert!(
+            text.contains(
+                "ocedge_quality_mos_lq_bucket{source=\"sbc\",trunk=\"sbc1\",le=\"4.2\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ocedge_quality_reports_total{result=\"refused\"} 1"),
+            "{text}"
+        );
+        bed.stop().await;
+    })
+    .await;
+}
