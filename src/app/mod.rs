@@ -139,12 +139,25 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
             return Err(e).context("starting listeners");
         }
     };
+    let quality = if cfg.quality.enabled {
+        Some(quality::start(&cfg.quality, &cancel, &tracker)?)
+    } else {
+        None
+    };
     let reconcile = match client.clone() {
         Some(c) => match crate::reconcile::Reconciler::from_config(
             cfg,
             c as Arc<dyn crate::msapi::CallRecordsApi>,
         ) {
-            Ok(Some(r)) => {
+            Ok(Some(mut r)) => {
+                // Microsoft's quality data goes to the same sinks as the SBCs' reports.
+                if let Some(q) = quality.clone() {
+                    r.on_record(Arc::new(move |rec| {
+                        for s in quality::microsoft_samples(rec) {
+                            q.submit(quality::Source::Microsoft, "microsoft", s);
+                        }
+                    }));
+                }
                 let stats = r.stats();
                 tracker.spawn(r.run(cancel.clone()));
                 Some(stats)
@@ -158,11 +171,6 @@ pub async fn start_from(cfg: &Config, path: Option<PathBuf>) -> anyhow::Result<R
         None => None,
     };
     let policy = build_policy(cfg, numbers.as_ref(), cdr.as_deref(), &shard);
-    let quality = if cfg.quality.enabled {
-        Some(quality::start(&cfg.quality, &cancel, &tracker)?)
-    } else {
-        None
-    };
     let intake: Option<Arc<dyn crate::proxy::policy::QualityIntake>> = quality
         .clone()
         .map(|q| q as Arc<dyn crate::proxy::policy::QualityIntake>);

@@ -41,7 +41,7 @@ mod durations;
 mod faults;
 mod listener;
 mod numbers;
-mod records;
+pub(crate) mod records;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -114,9 +114,19 @@ pub struct Puller {
     seen: HashMap<String, u64>,
     cursor: u64,
     stats: Arc<ReconcileStats>,
+    on_record: Option<OnRecord>,
 }
 
+/// Called once for every record newly stored (after it is durable): e.g. to forward its
+/// quality data.
+pub type OnRecord = Arc<dyn Fn(&CallRecord) + Send + Sync>;
+
 impl Puller {
+    /// Calls `f` for every record stored from now on (never twice for one id).
+    pub fn on_record(&mut self, f: OnRecord) {
+        self.on_record = Some(f);
+    }
+
     /// Opens the store in `dir`: its cursor (or `now − backfill`, persisted at once) and the
     /// ids of the span the next step re-reads.
     pub fn open(
@@ -153,6 +163,7 @@ impl Puller {
             seen,
             cursor,
             stats,
+            on_record: None,
         })
     }
 
@@ -251,6 +262,11 @@ impl Puller {
         let refs: Vec<(u64, &CallRecord)> = fresh.iter().map(|(e, r)| (*e, r)).collect();
         self.store.append(&refs)?;
         self.stats.add(&self.stats.records, fresh.len() as u64);
+        if let Some(f) = &self.on_record {
+            for (_, r) in &fresh {
+                f(r);
+            }
+        }
         let n = fresh.len();
         self.seen.extend(fresh.into_iter().map(|(e, r)| (r.id, e)));
         Ok(n)

@@ -146,6 +146,11 @@ impl Reconciler {
         &self.puller
     }
 
+    /// Calls `f` for every Microsoft record newly stored (see [`Puller::on_record`]).
+    pub fn on_record(&mut self, f: crate::reconcile::pull::OnRecord) {
+        self.puller.on_record(f);
+    }
+
     /// Windows before this (UTC ms) are reported.
     pub fn report_cursor(&self) -> u64 {
         self.report_cursor
