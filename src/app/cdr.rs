@@ -131,14 +131,21 @@ pub fn start(
             "[cdr]: neither upload nor export is on: records are acknowledged as soon as \
              they are durable (kept only as a crash journal)"
         );
-        tracker.spawn(auto_ack(spool.clone(), cancel.clone()));
+        let spool = spool.clone();
+        tracker.spawn(every_second(cancel.clone(), move || auto_ack(&spool)));
     }
     let sink = Arc::new(SpoolSink {
         spool: spool.clone(),
         wakes,
         held: Mutex::new(Vec::new()),
     });
-    tracker.spawn(retry_held(sink.clone(), cancel.clone()));
+    // Records the spool could not take (a full or failing disk) are retried every second.
+    let held = sink.clone();
+    tracker.spawn(every_second(cancel.clone(), move || {
+        if let Err(e) = held.flush() {
+            tracing::error!(error = %e, "CDR spool still failing; records held in memory");
+        }
+    }));
     Ok(Some(CdrPipeline {
         spool,
         sink,
@@ -148,31 +155,23 @@ pub fn start(
     }))
 }
 
-/// With no consumer, acknowledges what is durable, every second.
-async fn auto_ack(spool: Arc<Spool>, cancel: CancellationToken) {
+/// Runs `tick` every second until `cancel`.
+async fn every_second(cancel: CancellationToken, mut tick: impl FnMut() + Send) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let s = spool.stats();
-        if s.durable_seq > s.cursor {
-            if let Err(e) = spool.ack(s.durable_seq) {
-                tracing::error!(error = %e, "acknowledging CDR records");
-            }
-        }
+        tick();
     }
 }
 
-/// Retries records the spool could not take (a full or failing disk), every second.
-async fn retry_held(sink: Arc<SpoolSink>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if let Err(e) = sink.flush() {
-            tracing::error!(error = %e, "CDR spool still failing; records held in memory");
+/// With no consumer: acknowledges what is durable.
+fn auto_ack(spool: &Spool) {
+    let s = spool.stats();
+    if s.durable_seq > s.cursor {
+        if let Err(e) = spool.ack(s.durable_seq) {
+            tracing::error!(error = %e, "acknowledging CDR records");
         }
     }
 }

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::proxy::acl::Acl;
 use crate::proxy::core::{Proxy, ProxySetup};
 use crate::proxy::dispatch::DestSet;
 use crate::proxy::flood::FloodControl;
@@ -373,8 +372,8 @@ fn build_proxy(
     policy: Box<dyn Policy>,
     quality: Option<Arc<dyn crate::proxy::policy::QualityIntake>>,
 ) -> anyhow::Result<Proxy> {
-    let ms = cfg.microsoft.as_ref().context("[microsoft] is required")?;
-    let carrier = cfg.carrier.as_ref().context("[carrier] is required")?;
+    cfg.microsoft.as_ref().context("[microsoft] is required")?;
+    cfg.carrier.as_ref().context("[carrier] is required")?;
     let listeners = cfg
         .listen
         .iter()
@@ -396,9 +395,10 @@ fn build_proxy(
             }
         })
         .collect();
-    let peers = reload::peers(cfg);
-    let peer_ips: Vec<_> = peers.iter().map(|p| p.target.addr.ip()).collect();
-    let routing = Routing::new(listeners, peers, Acl::new(&ms.acl), Acl::new(&carrier.acl));
+    // What a reload may change comes from the same place at start and at reload.
+    let r = reload::proxy_reload(cfg);
+    let [acl_ms, acl_carrier] = r.acl;
+    let routing = Routing::new(listeners, r.peers, acl_ms, acl_carrier);
     let t = &cfg.timers;
     let layer = LayerConfig {
         timers: Timers {
@@ -413,10 +413,10 @@ fn build_proxy(
     };
     Ok(Proxy::new(ProxySetup {
         routing,
-        microsoft: DestSet::microsoft(&ms.targets, &ms.probe, Millis(0)),
-        carrier: DestSet::carrier(&carrier.sbcs, &carrier.probe, Millis(0)),
-        flood: FloodControl::new(&cfg.flood, peer_ips),
-        strip: [ms.strip_headers.clone(), carrier.strip_headers.clone()],
+        microsoft: DestSet::new(r.microsoft.0, &r.microsoft.1, Millis(0)),
+        carrier: DestSet::new(r.carrier.0, &r.carrier.1, Millis(0)),
+        flood: FloodControl::new(&r.flood, r.flood_peers),
+        strip: r.strip,
         layer,
         shard: 0,
         retry_after: cfg.flood.retry_after,

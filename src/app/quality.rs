@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cdr::export::period_file;
 use crate::cdr::{now_ms, rfc3339_ms};
 use crate::config::{QualityCfg, Webhook};
 use crate::proxy::policy::QualityIntake;
@@ -220,17 +221,10 @@ struct Files {
 
 impl Files {
     fn write(&mut self, out: &SampleOut) -> std::io::Result<()> {
-        let period = (self.rotate.as_millis() as u64).max(1000);
-        let now = now_ms();
-        let start = now - now % period;
+        let (start, name) = period_file("quality", now_ms(), self.rotate, "jsonl");
         if self.open.as_ref().is_none_or(|(s, _)| *s != start) {
             std::fs::create_dir_all(&self.dir)?;
-            let stamp: String = rfc3339_ms(start)
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .take(15)
-                .collect();
-            let path = self.dir.join(format!("quality-{stamp}Z.jsonl"));
+            let path = self.dir.join(name);
             let f = OpenOptions::new().create(true).append(true).open(path)?;
             self.open = Some((start, f));
         }

@@ -131,6 +131,17 @@ fn csv_field(f: &str) -> String {
 
 /// The file `rotate`-period containing `ms`, named by its start.
 fn file_name(ms: u64, rotate: Duration, format: ExportFormat) -> String {
+    let ext = match format {
+        ExportFormat::Jsonl => "jsonl",
+        ExportFormat::Csv => "csv",
+    };
+    period_file("cdr", ms, rotate, ext).1
+}
+
+/// The start of the `rotate`-long period (at least 1 s) holding `ms`, and the name of its
+/// file: `<prefix>-<UTC start, YYYYMMDDTHHMMSS>Z.<ext>`. Shared by the rotating record and
+/// quality files.
+pub(crate) fn period_file(prefix: &str, ms: u64, rotate: Duration, ext: &str) -> (u64, String) {
     let period = (rotate.as_millis() as u64).max(1000);
     let start = ms - ms % period;
     let stamp: String = rfc3339_ms(start)
@@ -138,11 +149,7 @@ fn file_name(ms: u64, rotate: Duration, format: ExportFormat) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(15)
         .collect();
-    let ext = match format {
-        ExportFormat::Jsonl => "jsonl",
-        ExportFormat::Csv => "csv",
-    };
-    format!("cdr-{stamp}Z.{ext}")
+    (start, format!("{prefix}-{stamp}Z.{ext}"))
 }
 
 /// The exporter task; see the module documentation.

@@ -24,7 +24,8 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use super::durations::time_ms;
-use super::records::{call_record, fnv, guid, quality, rfc3339};
+use super::records::{call_record, fnv, guid, quality};
+use crate::cdr::rfc3339_ms;
 use crate::msapi::{CallRecord, DurationRecord};
 use crate::sip::number::E164;
 
@@ -245,8 +246,8 @@ fn explicit_extra(seed: u64, i: usize, x: &ExtraRecord, start: u64, end: u64) ->
     CallRecord {
         id: guid(key.as_bytes()),
         call_id: x.call_id.clone(),
-        start_date_time: rfc3339(start),
-        end_date_time: rfc3339(end),
+        start_date_time: rfc3339_ms(start),
+        end_date_time: rfc3339_ms(end),
         duration: ms.saturating_add(500) / 1000,
         duration_ms: Some(ms),
         caller_number: x.caller_number.clone(),

@@ -207,33 +207,7 @@ pub(crate) fn time_ms(name: &str, s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
 
-    /// An answered inbound call: start 10:00:00, answer +2 s, end +62 s.
-    fn answered(id: &str) -> DurationRecord {
-        DurationRecord {
-            id: id.into(),
-            call_id: format!("call-{id}"),
-            direction: "inbound".into(),
-            tenant_id: "bdd640fb-0667-4ad1-9c80-317fa3b1799d".into(),
-            caller_number: "+14255550100".into(),
-            callee_number: "+14255510000".into(),
-            start_date_time: "2024-05-01T10:00:00.000Z".into(),
-            answer_date_time: Some("2024-05-01T10:00:02.000Z".into()),
-            end_date_time: "2024-05-01T10:01:02.000Z".into(),
-            duration_ms: 60_000,
-            disposition: "answered".into(),
-            final_sip_code: 200,
-        }
-    }
-
-    fn failed(id: &str) -> DurationRecord {
-        DurationRecord {
-            answer_date_time: None,
-            duration_ms: 0,
-            disposition: "failed".into(),
-            final_sip_code: 486,
-            ..answered(id)
-        }
-    }
+    use crate::emulator::records::tests::{answered, failed};
 
     fn reason(store: &mut Durations, rec: DurationRecord) -> String {
         match store.submit(rec) {

@@ -6,7 +6,6 @@
 //! window, with the discrepancies of `super::discrepancy` applied.
 
 use std::ops::Bound;
-use std::time::{Duration, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -14,12 +13,9 @@ use rand::{Rng, SeedableRng};
 
 use super::discrepancy::Injector;
 use super::durations::{validate, Durations, Times};
+use crate::cdr::rfc3339_ms;
 use crate::msapi::records::format_iso8601_ms;
 use crate::msapi::{CallRecord, DurationRecord, MediaStream};
-
-pub(crate) fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
 
 /// FNV-1a, 64 bits, from a chosen offset basis.
 pub(crate) fn fnv(data: &[u8], basis: u64) -> u64 {
@@ -58,8 +54,8 @@ pub(crate) fn call_record(r: &DurationRecord) -> CallRecord {
     CallRecord {
         id: guid(r.id.as_bytes()),
         call_id: r.call_id.clone(),
-        start_date_time: rfc3339(times.answer.unwrap_or(times.start)),
-        end_date_time: rfc3339(times.end),
+        start_date_time: rfc3339_ms(times.answer.unwrap_or(times.start)),
+        end_date_time: rfc3339_ms(times.end),
         duration: r.duration_ms.saturating_add(500) / 1000,
         duration_ms: Some(r.duration_ms),
         caller_number: r.caller_number.clone(),
@@ -179,7 +175,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn failed(id: &str) -> DurationRecord {
+    /// The same call declined with 486.
+    pub(crate) fn failed(id: &str) -> DurationRecord {
         DurationRecord {
             answer_date_time: None,
             duration_ms: 0,
