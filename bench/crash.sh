@@ -23,12 +23,8 @@ cd "$(dirname "$0")/.."
 rate=${1:-200}
 calls=${2:-2000}
 kill_after=${3:-4}
-bin=${OCEDGE_BIN:-target/debug/ocedge}
-shared=${OCEDGE_SHARED:-../shared}
-[ -d "$shared/bench" ] || shared=/work/shared
-shared=$(cd "$shared" && pwd)
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-command -v sipp >/dev/null || { echo "crash: sipp missing (apt-get install sip-tester)" >&2; exit 2; }
+tag=crash
+. bench/common.sh
 work=${OCEDGE_CRASH_DIR:-target/crash}
 rm -rf "$work"
 mkdir -p "$work"
@@ -36,23 +32,10 @@ work=$(cd "$work" && pwd)
 scenario=$(pwd)/bench/uac_timed.xml
 # SIPp's global timeout: the load's length plus the longest hold and retransmissions.
 limit=$(( calls / rate + 60 ))
-pids=()
 gw=
 cleanup() {
     [ -n "$gw" ] && kill "$gw" 2>/dev/null || true
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-wait_port() { # proto port
-    for _ in $(seq 1 150); do
-        if [ "$1" = udp ]; then ss -lun | grep -q "127.0.0.1:$2 " && return 0
-        else ss -ltn | grep -q "127.0.0.1:$2 " && return 0; fi
-        sleep 0.1
-    done
-    echo "crash: nothing listens on $1 port $2" >&2
-    return 1
+    kill_pids
 }
 
 sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/crash/|$work/|" bench/crash.toml >"$work/crash.toml"

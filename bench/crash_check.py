@@ -13,6 +13,7 @@ def get(url):
 
 
 def pending(binary, work):
+    """Records in the gateway's spool not uploaded yet (`ocedge cdr status`)."""
     out = subprocess.run([binary, "cdr", "--spool", f"{work}/spool", "status"],
                          capture_output=True, text=True)
     for line in out.stdout.splitlines():
@@ -119,4 +120,5 @@ def main():
     sys.exit(0 if ok else 1)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -7,29 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-300}
-bin=${OCEDGE_BIN:-target/debug/ocedge}
-shared=${OCEDGE_SHARED:-../shared}
-[ -d "$shared/bench" ] || shared=/work/shared
-shared=$(cd "$shared" && pwd)
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-command -v sipp >/dev/null || { echo "interop: sipp missing (apt-get install sip-tester)" >&2; exit 2; }
+tag=interop
+wait_tries=100
+. bench/common.sh
 work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-wait_port() { # proto port
-    for _ in $(seq 1 100); do
-        if [ "$1" = udp ]; then ss -lun | grep -q ":$2 " && return 0
-        else ss -ltn | grep -q ":$2 " && return 0; fi
-        sleep 0.1
-    done
-    echo "interop: nothing listens on $1 port $2" >&2
-    return 1
-}
 
 run() { # transport(udp|tcp) config
     local t=$1 cfg=$work/gateway-$1.toml st=u1

@@ -13,32 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-60}
 reports=${2:-20}
-bin=${OCEDGE_BIN:-target/debug/ocedge}
-shared=${OCEDGE_SHARED:-../shared}
-[ -d "$shared/bench" ] || shared=/work/shared
-shared=$(cd "$shared" && pwd)
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-command -v sipp >/dev/null || { echo "qr: sipp missing (apt-get install sip-tester)" >&2; exit 2; }
+tag=qr
+. bench/common.sh
 work=target/quality-reconcile
 rm -rf "$work"
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 scen=$(pwd)/bench
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-wait_port() { # proto port
-    for _ in $(seq 1 150); do
-        if [ "$1" = udp ]; then ss -lun | grep -q "127.0.0.1:$2 " && return 0
-        else ss -ltn | grep -q "127.0.0.1:$2 " && return 0; fi
-        sleep 0.1
-    done
-    echo "qr: nothing listens on $1 port $2" >&2
-    return 1
-}
 
 {
     sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/crash/|$work/|" bench/crash.toml

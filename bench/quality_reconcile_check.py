@@ -2,6 +2,8 @@
 """Checks a bench/quality_reconcile.sh run: every SBC report in the quality files once, and
 `ocedge reconcile` finding exactly the discrepancies injected into Microsoft's records."""
 import argparse, glob, json, subprocess, sys, time, urllib.request
+
+from crash_check import pending
 from datetime import datetime, timedelta, timezone
 
 
@@ -10,15 +12,6 @@ def call(url, body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
-
-
-def pending(binary, work):
-    out = subprocess.run([binary, "cdr", "--spool", f"{work}/spool", "status"],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("records:"):
-            return int(line.split(",")[1].split()[0])
-    return None
 
 
 def fail(msg):
