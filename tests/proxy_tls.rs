@@ -148,9 +148,23 @@ async fn tls_calls_both_ways_with_mutual_auth() {
             )
             .await;
         let ok = msp.expect_response(200).await;
+        let contact = ok.h("Contact").unwrap_or_default();
+        assert!(
+            contact.starts_with(&format!(
+                "<sip:sbc@{};transport=tls;oc-alias=",
+                s.advertised()
+            )),
+            "Microsoft sees our FQDN as the Contact:\n{}",
+            ok.dump()
+        );
         call.established(&ok);
         msp.send(l_ms, &call.ack_2xx()).await;
-        s.sbc.expect_request("ACK").await;
+        let ack = s.sbc.expect_request("ACK").await;
+        assert_eq!(
+            ack.ruri(),
+            format!("sip:sbc@{};transport=udp", s.sbc.local),
+            "in-dialog requests reach the SBC at its own Contact"
+        );
         let mut callee = Leg::callee("UDP", s.sbc.local, &inv, &uas_tag);
         s.sbc.send(l_c, &callee.in_dialog("BYE")).await;
         let bye = msp.expect_request("BYE").await;
@@ -167,6 +181,12 @@ async fn tls_calls_both_ways_with_mutual_auth() {
         let mut call = Leg::caller("UDP", s.sbc.local, "+12065550100", &ruri);
         s.sbc.send(l_c, &call.invite(&ruri)).await;
         let inv = ms_in.expect_request("INVITE").await;
+        let contact = inv.h("Contact").unwrap_or_default();
+        assert!(
+            contact.contains(&format!("@{};transport=tls;oc-alias=", s.advertised())),
+            "{}",
+            inv.dump()
+        );
         assert!(
             inv.hs("Via")[0].starts_with(&format!("SIP/2.0/TLS {};", s.advertised())),
             "{}",

@@ -417,6 +417,7 @@ fn build_proxy(
         carrier: DestSet::new(r.carrier.0, &r.carrier.1, Millis(0)),
         flood: FloodControl::new(&r.flood, r.flood_peers),
         strip: r.strip,
+        rewrite_contact: r.rewrite_contact,
         layer,
         shard: 0,
         retry_after: cfg.flood.retry_after,

@@ -203,5 +203,6 @@ pub(super) fn proxy_reload(cfg: &Config) -> ProxyReload {
         flood: cfg.flood.clone(),
         flood_peers,
         strip: [ms_strip, c_strip],
+        rewrite_contact: cfg.microsoft.as_ref().is_some_and(|m| m.rewrite_contact),
     }
 }

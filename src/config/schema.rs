@@ -265,6 +265,12 @@ pub struct Microsoft {
     /// Headers removed from requests forwarded toward Microsoft.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// Rewrite the Contact of requests and responses sent to Microsoft to this gateway's
+    /// advertised Microsoft-side address (the SBC FQDN Microsoft knows), carrying the
+    /// original in the `oc-alias` URI parameter; in-dialog requests to that Contact are
+    /// sent to the original. Default true.
+    #[serde(default = "yes")]
+    pub rewrite_contact: bool,
     /// OPTIONS probing of the targets.
     #[serde(default)]
     pub probe: Probe,
@@ -286,6 +292,10 @@ pub struct Sbc {
     /// Share of calls among SBCs of the same priority.
     #[serde(default = "one")]
     pub weight: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> u32 {

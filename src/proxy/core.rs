@@ -21,10 +21,11 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::config::Side;
+use crate::proxy::contact;
 use crate::proxy::dispatch::{DestId, DestSet, HealthChange};
 use crate::proxy::flood::{FloodControl, FloodVerdict};
 use crate::proxy::policy::{Policy, Verdict};
-use crate::proxy::route::{Routing, BRANCH_PREFIX};
+use crate::proxy::route::{ListenerInfo, Routing, BRANCH_PREFIX};
 use crate::proxy::transaction::{
     Action, ClientId, Expiry, LayerConfig, Millis, RequestOutcome, ResponseOutcome, ServerId,
     TransactionLayer, TxId,
@@ -32,6 +33,7 @@ use crate::proxy::transaction::{
 use crate::sip::edit::Editor;
 use crate::sip::message::ParseFailure;
 use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
+use crate::sip::uri::Uri;
 use crate::sip::validate::{self, Decision};
 use crate::sip::{Limits, Message, Method};
 use crate::transport::Target;
@@ -75,6 +77,9 @@ pub struct ProxySetup {
     pub flood: FloodControl,
     /// Headers stripped when forwarding toward Microsoft and toward the carrier.
     pub strip: [Vec<String>; 2],
+    /// Rewrite the Contact of what goes to Microsoft to our advertised address
+    /// ([`super::contact`]).
+    pub rewrite_contact: bool,
     /// Transaction layer settings (timers, table bound, tag key).
     pub layer: LayerConfig,
     /// This shard's number, part of every branch id so shards never collide.
@@ -104,6 +109,19 @@ pub struct ProxyReload {
     pub flood_peers: Vec<std::net::IpAddr>,
     /// Headers stripped toward Microsoft and toward the carrier.
     pub strip: [Vec<String>; 2],
+    /// Rewrite the Contact of what goes to Microsoft.
+    pub rewrite_contact: bool,
+}
+
+/// Where an in-dialog request goes next ([`Proxy::next_hop`]).
+struct Hop {
+    target: Target,
+    /// TLS name of a configured peer.
+    name: Option<String>,
+    /// Our own Route entries to pop.
+    pops: usize,
+    /// The Request-URI to forward with, when not the one received.
+    request_uri: Option<String>,
 }
 
 /// Why a client transaction exists.
@@ -139,6 +157,7 @@ pub struct Proxy {
     sets: [DestSet; 2],
     flood: FloodControl,
     strip: [Vec<String>; 2],
+    rewrite_contact: bool,
     policy: Box<dyn Policy>,
     tag_key: [u8; 16],
     shard: u16,
@@ -187,6 +206,7 @@ impl Proxy {
             sets: [setup.microsoft, setup.carrier],
             flood: setup.flood,
             strip: setup.strip,
+            rewrite_contact: setup.rewrite_contact,
             policy: setup.policy,
             shard: setup.shard,
             retry_after: setup.retry_after.to_string(),
@@ -219,6 +239,7 @@ impl Proxy {
         self.flood.set_peers(r.flood_peers);
         self.retry_after = r.flood.retry_after.to_string();
         self.strip = r.strip;
+        self.rewrite_contact = r.rewrite_contact;
         self.policy.reconfigure(cfg);
     }
 
@@ -503,7 +524,15 @@ impl Proxy {
 
     fn forward_in_dialog(&mut self, now: Millis, sid: ServerId, msg: &Message, to_side: Side) {
         match self.next_hop(msg, to_side) {
-            Some((target, name, pops)) => {
+            Some(Hop {
+                target,
+                name,
+                pops,
+                request_uri,
+            }) => {
+                if let (Some(uri), Some(p)) = (request_uri, self.pending.get_mut(&sid)) {
+                    p.rewrite = Some(uri);
+                }
                 self.forward_inner(now, sid, msg, to_side, target, name, None, pops)
             }
             None => {
@@ -521,15 +550,43 @@ impl Proxy {
     }
 
     /// Loose routing (§16.4, §16.6 step 6): pops our own Route entries (two with double
-    /// Record-Route) and resolves the next Route, or the Request-URI.
-    fn next_hop(&self, msg: &Message, to_side: Side) -> Option<(Target, Option<String>, usize)> {
+    /// Record-Route) and resolves the next Route, or the Request-URI. A Request-URI that is
+    /// one of our rewritten Contacts is replaced by the original it carries
+    /// ([`super::contact`]).
+    fn next_hop(&self, msg: &Message, to_side: Side) -> Option<Hop> {
         let routes = msg.routes().ok()?;
         let pops = self.our_route_pops(msg);
-        match routes.get(pops) {
-            Some(next) => self.routing.resolve(&next.uri, to_side),
-            None => self.routing.resolve(&msg.request_uri()?, to_side),
+        let hop = |(target, name): (Target, Option<String>), request_uri| Hop {
+            target,
+            name,
+            pops,
+            request_uri,
+        };
+        if let Some(next) = routes.get(pops) {
+            return self
+                .routing
+                .resolve(&next.uri, to_side)
+                .map(|r| hop(r, None));
         }
-        .map(|(t, n)| (t, n, pops))
+        let uri = msg.request_uri()?;
+        if to_side == Side::Carrier && self.routing.is_us(&uri) {
+            if let Some(orig) = contact::original(&uri) {
+                let resolved = self
+                    .routing
+                    .resolve(&Uri::parse(orig.as_bytes()).ok()?, to_side);
+                return resolved.map(|r| hop(r, Some(orig)));
+            }
+        }
+        self.routing.resolve(&uri, to_side).map(|r| hop(r, None))
+    }
+
+    /// The Contact value to send toward Microsoft from listener `via` (`None`: leave it).
+    fn contact_for_microsoft(&self, msg: &Message, via: &ListenerInfo) -> Option<String> {
+        if !self.rewrite_contact {
+            return None;
+        }
+        let (contacts, _) = msg.contacts().ok()?;
+        contact::rewrite(&contacts, &via.advertise, via.transport)
     }
 
     /// The forward edit (§16.6) and the client transaction.
@@ -607,9 +664,17 @@ impl Proxy {
         } else {
             (String::new(), String::new())
         };
+        let contact = if to_side == Side::Microsoft {
+            self.contact_for_microsoft(msg, &egress)
+        } else {
+            None
+        };
         let mut e = Editor::new(msg);
         e.push_via(via.as_bytes()).ok()?;
         e.decrement_max_forwards().ok()?;
+        if let Some(c) = &contact {
+            e.set_contact(c.as_bytes()).ok()?;
+        }
         for _ in 0..pops {
             e.pop_route().ok()?;
         }
@@ -715,9 +780,20 @@ impl Proxy {
 
     /// Pops our Via and sends the response on its server transaction.
     fn relay_response(&mut self, now: Millis, sid: ServerId, status: u16, msg: &Message) {
+        let contact = self
+            .pending
+            .get(&sid)
+            .filter(|p| p.from_side == Side::Microsoft)
+            .and_then(|p| self.routing.listener(p.listener))
+            .and_then(|l| self.contact_for_microsoft(msg, l));
         let mut e = Editor::new(msg);
         if e.pop_via().is_err() {
             return;
+        }
+        if let Some(c) = &contact {
+            if e.set_contact(c.as_bytes()).is_err() {
+                return;
+            }
         }
         let bytes = e.finish();
         if self.layer.send_response(now, sid, bytes, status).is_ok() {
@@ -826,7 +902,13 @@ impl Proxy {
     /// request, with a branch derived from the incoming one so retransmissions match.
     fn forward_ack(&mut self, msg: Message, from_side: Side) {
         let to_side = from_side.other();
-        let Some((target, name, pops)) = self.next_hop(&msg, to_side) else {
+        let Some(Hop {
+            target,
+            name,
+            pops,
+            request_uri,
+        }) = self.next_hop(&msg, to_side)
+        else {
             self.stats.no_route += 1;
             return;
         };
@@ -846,6 +928,11 @@ impl Proxy {
         }
         for _ in 0..pops {
             if e.pop_route().is_err() {
+                return;
+            }
+        }
+        if let Some(uri) = &request_uri {
+            if e.set_request_uri(uri.as_bytes()).is_err() {
                 return;
             }
         }

@@ -14,6 +14,7 @@
 //! - [`stats`]: the proxy's counters.
 
 pub mod acl;
+pub mod contact;
 pub mod core;
 pub mod dispatch;
 pub mod flood;

@@ -233,6 +233,14 @@ impl<'m> Editor<'m> {
         );
     }
 
+    /// Replaces every Contact line by one `Contact: value` where the first one was (added
+    /// at the end when there was none).
+    pub fn set_contact(&mut self, value: &'m [u8]) -> Result<(), EditError> {
+        check_value(value, "Contact", false)?;
+        self.set_single(HeaderName::Contact, b"Contact", Val::Text(value), true);
+        Ok(())
+    }
+
     /// Replaces the Request-URI (requests only; the URI must parse).
     pub fn set_request_uri(&mut self, uri: &'m [u8]) -> Result<(), EditError> {
         if !self.msg.is_request() {

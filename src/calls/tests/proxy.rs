@@ -116,6 +116,7 @@ impl Gw {
             ),
             flood: FloodControl::new(&flood, [ms.addr.ip(), sbc.addr.ip()]),
             strip: [Vec::new(), Vec::new()],
+            rewrite_contact: true,
             layer: LayerConfig {
                 timers: Timers {
                     t1: Duration::from_millis(500),

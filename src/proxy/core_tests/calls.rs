@@ -390,3 +390,87 @@ fn transport_change_records_the_listener_each_side_really_uses() {
         ]
     );
 }
+
+/// What Microsoft sees as our Contact: the user kept, our Microsoft-side address, the
+/// SBC's URI carried in `oc-alias`.
+fn rewritten(user: &str, orig: &str) -> String {
+    let escaped: String = orig
+        .bytes()
+        .map(|b| match b {
+            b'@' => "%40".to_string(),
+            b';' => "%3B".to_string(),
+            b'=' => "%3D".to_string(),
+            _ => char::from(b).to_string(),
+        })
+        .collect();
+    format!("<sip:{user}@{GW_MS};oc-alias={escaped}>")
+}
+
+#[test]
+fn contacts_toward_microsoft_name_the_gateway_and_route_back_to_the_sbc() {
+    let mut net = Net::new();
+    // Carrier → Microsoft: the INVITE's Contact is rewritten.
+    let call = Call::new("ct1", SBC1, &format!("sip:+14255550100@{GW_CARRIER}"));
+    net.from(SBC1, call.msg());
+    let inv = net.take().one(MS, "INVITE").msg.clone();
+    let sbc_contact = format!("sip:+12065550100@{}", SBC1.addr);
+    assert_eq!(
+        vals(&inv, "Contact"),
+        [rewritten("+12065550100", &sbc_contact)]
+    );
+    net.from(MS, reply(&inv, 200, "ms-tag", MS));
+    let answer = net.take().one(SBC1, "200").msg.clone();
+    assert_eq!(
+        vals(&answer, "Contact"),
+        [format!("<sip:callee@{};transport=udp>", MS.addr)],
+        "Microsoft's Contact goes to the carrier unchanged"
+    );
+    // Microsoft hangs up: to our Contact, along the route set. The SBC gets its own URI.
+    let bye = callee_request("BYE", MS, "ct1-bye", &inv, &reply(&inv, 200, "ms-tag", MS));
+    assert!(bye.ruri.contains("oc-alias="), "{}", bye.ruri);
+    net.from(MS, bye.msg());
+    let out = net.take();
+    let fwd = out.one(SBC1, "BYE");
+    assert_eq!(fwd.msg.request_uri_bytes(), Some(sbc_contact.as_bytes()));
+    assert!(vals(&fwd.msg, "Route").is_empty());
+
+    // Microsoft → carrier: the SBC's 200 reaches Microsoft with our Contact; Microsoft's
+    // ACK and BYE to it reach the SBC at its own Contact.
+    let call = Call::new("ct2", MS, &format!("sip:+12065550100@{GW_MS};user=phone"));
+    net.from(MS, call.msg());
+    let inv = net.take().one(SBC1, "INVITE").msg.clone();
+    assert_eq!(
+        vals(&inv, "Contact"),
+        [format!("<sip:+12065550100@{}>", MS.addr)],
+        "Microsoft's Contact goes to the carrier unchanged"
+    );
+    net.from(SBC1, reply(&inv, 200, "sbc-tag", SBC1));
+    let answer = net.take().one(MS, "200").msg.clone();
+    let sbc_contact = format!("sip:callee@{};transport=udp", SBC1.addr);
+    assert_eq!(
+        vals(&answer, "Contact"),
+        [rewritten("callee", &sbc_contact)]
+    );
+    for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+        let req = call.in_dialog(method, cseq, &format!("ct2-{method}"), &answer);
+        net.from(MS, req.msg());
+        let out = net.take();
+        let fwd = out.one(SBC1, method);
+        assert_eq!(
+            fwd.msg.request_uri_bytes(),
+            Some(sbc_contact.as_bytes()),
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn a_forged_alias_cannot_relay_outside_the_carrier_acl() {
+    let mut net = Net::new();
+    let forged = format!("sip:x@{GW_MS};oc-alias=sip:x%40198.51.100.7:5060");
+    let mut bye = Req::new("BYE", &forged, MS, "forged");
+    bye.to = "<sip:x@y>;tag=t".into();
+    net.from(MS, bye.msg());
+    let out = net.take();
+    assert_eq!(out.all(), [(MS, "404".into())], "no route, never relayed");
+}

@@ -356,6 +356,7 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
             vec!["X-Carrier-Internal".into()],
             vec!["X-MS-Internal".into()],
         ],
+        rewrite_contact: true,
         layer,
         shard: 0,
         retry_after: spec.flood.retry_after,
