@@ -84,7 +84,7 @@ impl<P: Policy + Attribute> CallTracker<P> {
 
     /// A 2xx of attempt `id`: a new dialog per To tag, journaled; repeats are ignored.
     pub(super) fn answer(&mut self, now: Millis, id: Id, status: u16, msg: &Message) {
-        let to_tag = msg.to_hdr().ok().and_then(|t| t.tag()).unwrap_or_default();
+        let to_tag = msg.to_tag_param().ok().flatten().unwrap_or_default();
         let to_tag = text(to_tag);
         let Some((call_id, Entry::Attempt(a))) = self.table.get(id) else {
             return;

@@ -2,7 +2,7 @@
 //! message's bytes, nothing is allocated), and one deadline per entry in an ordered set so
 //! the next timer is found without scanning a million calls.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::cdr::OpenCall;
 use crate::config::Side;
@@ -90,8 +90,8 @@ pub(super) enum Entry {
 #[derive(Debug, Default)]
 pub(super) struct Table {
     next: Id,
-    entries: HashMap<Id, (String, Millis, Entry)>,
-    by_call: HashMap<String, Vec<Id>>,
+    entries: crate::FastMap<Id, (String, Millis, Entry)>,
+    by_call: crate::FastMap<String, Vec<Id>>,
     timers: BTreeSet<(Millis, Id)>,
     dialogs: usize,
     pending: usize,

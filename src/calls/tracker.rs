@@ -37,11 +37,10 @@ impl<'a> Ids<'a> {
     /// Call-ID, tags and CSeq; `None` when any is unreadable (validation lets no such
     /// request through, and such a response cannot belong to a call we know).
     pub fn of(msg: &'a Message) -> Option<Ids<'a>> {
-        let from = msg.from_hdr().ok()?;
         Some(Ids {
             call_id: msg.call_id().ok()?,
-            from_tag: from.tag().unwrap_or_default(),
-            to_tag: msg.to_hdr().ok()?.tag(),
+            from_tag: msg.from_tag_param().ok()?.unwrap_or_default(),
+            to_tag: msg.to_tag_param().ok()?,
             cseq: msg.cseq().ok()?,
         })
     }
@@ -187,7 +186,7 @@ impl<P: Policy + Attribute> CallTracker<P> {
             // A final response to a merged copy of the INVITE (482, typically) is not this
             // attempt's: it must not close it.
             300.. if !answered && has_branch(msg, &a.branch) => {
-                let to_tag = msg.to_hdr().ok().and_then(|t| t.tag()).unwrap_or_default();
+                let to_tag = msg.to_tag_param().ok().flatten().unwrap_or_default();
                 self.close_attempt(id, now, status, to_tag);
             }
             _ => {}
@@ -287,7 +286,7 @@ impl<P: Policy + Attribute> Policy for CallTracker<P> {
 
     fn check(&mut self, now: Millis, side: Side, msg: &Message) -> Verdict {
         let new_invite =
-            msg.method() == Some(Method::Invite) && msg.to_hdr().is_ok_and(|t| t.tag().is_none());
+            msg.method() == Some(Method::Invite) && msg.to_tag_param().is_ok_and(|t| t.is_none());
         if new_invite {
             if let Some(v) = self.admit(side, msg) {
                 return v;

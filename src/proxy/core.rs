@@ -16,8 +16,6 @@
 //!
 //! The forward edit and the messages the layer builds are the only allocations per message.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use crate::config::Side;
@@ -163,13 +161,13 @@ pub struct Proxy {
     shard: u16,
     retry_after: String,
     next_branch: u64,
-    pending: HashMap<ServerId, Pending>,
-    clients: HashMap<ClientId, (ClientRole, Target)>,
+    pending: crate::FastMap<ServerId, Pending>,
+    clients: crate::FastMap<ClientId, (ClientRole, Target)>,
     /// TLS names of the peers we sent to (for connections the transport must open).
-    tls_names: HashMap<Target, String>,
+    tls_names: crate::FastMap<Target, String>,
     /// The side of every address a live transaction talks to, reference-counted by
     /// transaction (bounded by the transaction table).
-    sides: HashMap<Target, (Side, u32)>,
+    sides: crate::FastMap<Target, (Side, u32)>,
     out: Vec<Output>,
     stats: ProxyStats,
     /// Shutting down: new out-of-dialog requests (OPTIONS to us excepted) get 503.
@@ -211,10 +209,10 @@ impl Proxy {
             shard: setup.shard,
             retry_after: setup.retry_after.to_string(),
             next_branch,
-            pending: HashMap::new(),
-            clients: HashMap::new(),
-            tls_names: HashMap::new(),
-            sides: HashMap::new(),
+            pending: crate::FastMap::default(),
+            clients: crate::FastMap::default(),
+            tls_names: crate::FastMap::default(),
+            sides: crate::FastMap::default(),
             out: Vec::new(),
             stats: ProxyStats::default(),
             draining: false,
@@ -344,7 +342,7 @@ impl Proxy {
             return;
         }
         let method = r.msg.method();
-        let in_dialog = r.msg.to_hdr().is_ok_and(|t| t.tag().is_some());
+        let in_dialog = r.msg.to_tag_param().is_ok_and(|t| t.is_some());
         if !in_dialog && !matches!(method, Some(Method::Ack | Method::Cancel)) {
             match self.flood.check(now, ip) {
                 FloodVerdict::Allow => {}
@@ -648,7 +646,7 @@ impl Proxy {
         let dialog_creating = matches!(
             msg.method(),
             Some(Method::Invite | Method::Subscribe | Method::Refer)
-        ) && msg.to_hdr().is_ok_and(|t| t.tag().is_none());
+        ) && msg.to_tag_param().is_ok_and(|t| t.is_none());
         let from_side = to_side.other();
         let (rr_in, rr_out) = if dialog_creating {
             // The caller-side entry names the listener the request really arrived on, so

@@ -35,7 +35,7 @@
 //! - Every tracked source has exactly one queue pair carrying its current generation.
 //! - Every verdict is counted in exactly one of `allowed`, `rejected`, `dropped`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use super::transaction::Millis;
@@ -141,8 +141,8 @@ pub struct FloodControl {
     peer: Limit,
     retry_after: u32,
     max_sources: usize,
-    peers: HashMap<IpAddr, State>,
-    sources: HashMap<IpAddr, Entry>,
+    peers: crate::FastMap<IpAddr, State>,
+    sources: crate::FastMap<IpAddr, Entry>,
     recency: VecDeque<(IpAddr, u64)>,
     generation: u64,
     stats: FloodStats,
@@ -157,8 +157,8 @@ impl FloodControl {
             peer: Limit::new(&cfg.peer),
             retry_after: cfg.retry_after,
             max_sources: cfg.max_sources.max(1),
-            peers: HashMap::new(),
-            sources: HashMap::new(),
+            peers: crate::FastMap::default(),
+            sources: crate::FastMap::default(),
             recency: VecDeque::new(),
             generation: 0,
             stats: FloodStats::default(),
@@ -186,7 +186,7 @@ impl FloodControl {
     /// full, dropping any source bucket they had; former peers start over as plain sources.
     /// Buckets start at time zero, so they are full at the next check whatever `now` is.
     pub fn set_peers(&mut self, peers: impl IntoIterator<Item = IpAddr>) {
-        let mut next = HashMap::new();
+        let mut next = crate::FastMap::default();
         for ip in peers.into_iter().map(|ip| ip.to_canonical()) {
             let state = self.peers.get(&ip).copied().unwrap_or_else(|| {
                 self.sources.remove(&ip);

@@ -46,8 +46,45 @@ pub struct Peer {
 #[derive(Debug, Clone)]
 pub struct Routing {
     listeners: Vec<ListenerInfo>,
+    /// Each listener's advertised host (an address parsed once) and port.
+    advertised: Vec<(AdvHost, u16)>,
     peers: Vec<Peer>,
     acl: [Acl; 2],
+}
+
+/// An advertised host, parsed once: comparing a URI or Via host with it formats and parses
+/// nothing.
+#[derive(Debug, Clone)]
+enum AdvHost {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl AdvHost {
+    fn of(text: &str) -> AdvHost {
+        let bare = text.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse() {
+            Ok(ip) => AdvHost::Ip(ip),
+            Err(_) => AdvHost::Name(bare.to_owned()),
+        }
+    }
+
+    fn matches(&self, host: &Host<'_>) -> bool {
+        match (self, host) {
+            (AdvHost::Name(t), Host::Name(n)) => n.eq_ignore_ascii_case(t.as_bytes()),
+            (AdvHost::Ip(IpAddr::V4(t)), Host::V4(a)) => t == a,
+            (AdvHost::Ip(IpAddr::V6(t)), Host::V6(a)) => t == a,
+            _ => false,
+        }
+    }
+}
+
+fn ip_matches(ip: IpAddr, host: &Host<'_>) -> bool {
+    match (ip, host) {
+        (IpAddr::V4(t), Host::V4(a)) => t == *a,
+        (IpAddr::V6(t), Host::V6(a)) => t == *a,
+        _ => false,
+    }
 }
 
 fn side_index(side: Side) -> usize {
@@ -65,8 +102,16 @@ impl Routing {
         acl_ms: Acl,
         acl_carrier: Acl,
     ) -> Routing {
+        let advertised = listeners
+            .iter()
+            .map(|l| {
+                let (host, port) = split_host_port(&l.advertise);
+                (AdvHost::of(host), port)
+            })
+            .collect();
         Routing {
             listeners,
+            advertised,
             peers,
             acl: [acl_ms, acl_carrier],
         }
@@ -109,7 +154,14 @@ impl Routing {
     /// True when a URI names this gateway (one of our advertised host:ports or bound
     /// addresses): used to recognise our own Route entries.
     pub fn is_us(&self, uri: &Uri<'_>) -> bool {
-        self.listeners.iter().any(|l| host_port_matches(uri, l))
+        self.listeners
+            .iter()
+            .zip(&self.advertised)
+            .any(|(l, (host, port))| {
+                let uri_port = uri.port.unwrap_or(default_port(l.transport));
+                (host.matches(&uri.host) && uri_port == *port)
+                    || (ip_matches(l.local.ip(), &uri.host) && uri_port == l.local.port())
+            })
     }
 
     /// True when a Via was written by this gateway: our branch prefix and one of our
@@ -118,10 +170,13 @@ impl Routing {
         let ours = via
             .branch()
             .is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()));
-        ours && self.listeners.iter().any(|l| {
-            let (host, port) = split_host_port(&l.advertise);
-            host_eq(&via.host, host) && via.port.unwrap_or(default_port(l.transport)) == port
-        })
+        ours && self
+            .listeners
+            .iter()
+            .zip(&self.advertised)
+            .any(|(l, (host, port))| {
+                host.matches(&via.host) && via.port.unwrap_or(default_port(l.transport)) == *port
+            })
     }
 
     /// Resolves the next hop named by `uri` for a request going to `side`: a configured peer
@@ -210,23 +265,6 @@ fn split_host_port(s: &str) -> (&str, u16) {
         }
     }
     (s, 5060)
-}
-
-fn host_eq(host: &Host<'_>, text: &str) -> bool {
-    let text = text.trim_start_matches('[').trim_end_matches(']');
-    match host {
-        Host::Name(n) => n.eq_ignore_ascii_case(text.as_bytes()),
-        Host::V4(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V4(*a)),
-        Host::V6(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V6(*a)),
-        Host::None => false,
-    }
-}
-
-fn host_port_matches(uri: &Uri<'_>, l: &ListenerInfo) -> bool {
-    let port = uri.port.unwrap_or(default_port(l.transport));
-    let (adv_host, adv_port) = split_host_port(&l.advertise);
-    (host_eq(&uri.host, adv_host) && port == adv_port)
-        || (host_eq(&uri.host, &l.local.ip().to_string()) && port == l.local.port())
 }
 
 #[cfg(test)]

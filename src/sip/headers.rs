@@ -159,6 +159,30 @@ pub struct NameAddr<'a> {
     pub params: &'a [u8],
 }
 
+/// The `tag` header parameter of a From/To value: the parameters start after the `>` of a
+/// name-addr (a quoted display name skipped) or at the first `;` of an addr-spec.
+fn tag_of<'a>(v: &'a [u8], header: &'static str) -> Result<Option<&'a [u8]>, HeaderError> {
+    let v = lex::trim(v);
+    let bad = || invalid(header, "malformed name-addr");
+    let mut i = 0;
+    if v.first() == Some(&b'"') {
+        i = lex::quoted_end(v, 0).ok_or_else(bad)?;
+    }
+    let params = match memchr::memchr(b'<', v.get(i..).unwrap_or_default()) {
+        Some(open) => {
+            let rest = v.get(i + open..).unwrap_or_default();
+            let close = memchr::memchr(b'>', rest).ok_or_else(bad)?;
+            rest.get(close + 1..).unwrap_or_default()
+        }
+        None if i > 0 => return Err(bad()),
+        None => memchr::memchr(b';', v).map_or(&[][..], |s| v.get(s..).unwrap_or_default()),
+    };
+    match lex::param(params, "tag") {
+        Ok(tag) => Ok(tag.flatten()),
+        Err(_) => Err(invalid(header, "malformed parameters")),
+    }
+}
+
 impl<'a> NameAddr<'a> {
     /// Parses one `name-addr` / `addr-spec` followed by header parameters.
     pub fn parse(v: &'a [u8], header: &'static str) -> Result<NameAddr<'a>, HeaderError> {
@@ -476,6 +500,18 @@ impl Message {
         NameAddr::parse(self.required(HeaderName::To, "To")?, "To")
     }
 
+    /// The From tag, found without parsing the URI (the hot paths need only the tag; the
+    /// whole header was validated by [`Message::core`] before a request is acted on). Same
+    /// answer as `from_hdr()?.tag()` for every From that parses.
+    pub fn from_tag_param(&self) -> Result<Option<&[u8]>, HeaderError> {
+        tag_of(self.required(HeaderName::From, "From")?, "From")
+    }
+
+    /// The To tag; see [`Message::from_tag_param`].
+    pub fn to_tag_param(&self) -> Result<Option<&[u8]>, HeaderError> {
+        tag_of(self.required(HeaderName::To, "To")?, "To")
+    }
+
     /// The Call-ID.
     pub fn call_id(&self) -> Result<&[u8], HeaderError> {
         let v = lex::trim(self.required(HeaderName::CallId, "Call-ID")?);
@@ -680,6 +716,36 @@ mod tests {
 
     fn msg(s: &str) -> Message {
         Message::parse_slice(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fast_tags_agree_with_the_full_parse() {
+        for v in [
+            "<sip:a@b>;tag=1",
+            "\"A <x> ;tag=no\" <sip:a@b;tag=uri-param>;tag=2",
+            "\"A \\\" q\" <sip:a@b> ; TAG = 3 ;x",
+            "sip:a@b;tag=4",
+            "sip:a@b",
+            "Bob <sip:+1;npdi@h;user=phone>",
+            "<sip:a@b>;tag",
+            "<tel:+1555;phone-context=x>;foo=bar;tag=5",
+            "  <sip:a@b>  ;tag=6  ",
+        ] {
+            let m = msg(&format!(
+                "OPTIONS sip:x@y SIP/2.0\r\nFrom: {v}\r\nTo: {v}\r\nl: 0\r\n\r\n"
+            ));
+            let full = m.from_hdr().map(|f| f.tag());
+            assert_eq!(m.from_tag_param(), full, "{v}");
+            assert_eq!(m.to_tag_param(), m.to_hdr().map(|f| f.tag()), "{v}");
+        }
+        // Broken ones are refused, never read past.
+        for v in ["\"open <sip:a@b>;tag=1", "<sip:a@b;tag=1"] {
+            let m = msg(&format!(
+                "OPTIONS sip:x@y SIP/2.0\r\nFrom: {v}\r\nl: 0\r\n\r\n"
+            ));
+            assert!(m.from_tag_param().is_err(), "{v}");
+            assert!(m.from_hdr().is_err(), "{v}");
+        }
     }
 
     #[test]

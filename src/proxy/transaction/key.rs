@@ -75,16 +75,30 @@ pub(crate) fn server_key(msg: &Message, as_method: Option<&[u8]>) -> Result<Key,
     let via = msg.top_via()?;
     if via.is_rfc3261_branch() {
         let branch = via.branch().unwrap_or(&[]);
-        let host = match via.host {
-            Host::Name(n) => n.to_ascii_lowercase(),
-            Host::V4(a) => a.to_string().into_bytes(),
-            Host::V6(a) => a.to_string().into_bytes(),
-            Host::None => Vec::new(),
+        // An address as a marker byte and its octets (no host name starts with a control
+        // byte), so the same address written two ways is one key and nothing is formatted.
+        let (mut ip, lower);
+        let host: &[u8] = match via.host {
+            Host::Name(n) => {
+                lower = n.to_ascii_lowercase();
+                &lower
+            }
+            Host::V4(a) => {
+                ip = [4u8; 17];
+                ip[1..5].copy_from_slice(&a.octets());
+                &ip[..5]
+            }
+            Host::V6(a) => {
+                ip = [6u8; 17];
+                ip[1..].copy_from_slice(&a.octets());
+                &ip[..]
+            }
+            Host::None => &[],
         };
         let port = via.port.map(u16::to_be_bytes);
         return Ok(Writer::new(SERVER_3261)
             .field(branch)
-            .field(&host)
+            .field(host)
             .field(port.as_ref().map_or(&[][..], |p| &p[..]))
             .field(method)
             .finish());

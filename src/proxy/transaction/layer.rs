@@ -5,7 +5,7 @@
 //! to exactly one live transaction and hold nothing else; a client transaction's id is in
 //! its server transaction's `clients` list while both live.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -80,10 +80,10 @@ pub struct TransactionLayer {
     pub(crate) max: usize,
     tag_key: [u8; 16],
     next_id: u64,
-    pub(crate) servers: HashMap<ServerId, Server>,
-    pub(crate) clients: HashMap<ClientId, Client>,
-    pub(crate) server_index: HashMap<Key, ServerId>,
-    pub(crate) client_index: HashMap<Key, ClientId>,
+    pub(crate) servers: crate::FastMap<ServerId, Server>,
+    pub(crate) clients: crate::FastMap<ClientId, Client>,
+    pub(crate) server_index: crate::FastMap<Key, ServerId>,
+    pub(crate) client_index: crate::FastMap<Key, ClientId>,
     pub(crate) fx: Effects,
 }
 
@@ -94,10 +94,10 @@ impl TransactionLayer {
             max: config.max_transactions,
             tag_key: config.tag_key,
             next_id: 1,
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            server_index: HashMap::new(),
-            client_index: HashMap::new(),
+            servers: crate::FastMap::default(),
+            clients: crate::FastMap::default(),
+            server_index: crate::FastMap::default(),
+            client_index: crate::FastMap::default(),
             fx: Effects {
                 timers: config.timers,
                 deadlines: Deadlines::default(),
