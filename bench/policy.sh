@@ -38,7 +38,7 @@ pstn=+12065550123 # the PSTN party: caller of calls to Teams, called by Teams us
 unassigned_called=+14255550100
 unassigned_caller=+14255550199
 for n in "$pstn" "$unassigned_called" "$unassigned_caller"; do
-    if cut -d, -f1 "$seed" | grep -qxF -- "$n"; then
+    if awk -F, -v n="$n" '$1 == n { found = 1 } END { exit !found }' "$seed"; then
         echo "$tag: $n is assigned in $seed; pick another unassigned number" >&2
         exit 2
     fi
@@ -53,6 +53,7 @@ crlf=$'\r\n'
 ephemeral_ports() { # three free loopback UDP ports: SIP, control, media (media + 2 free too)
     python3 - <<'EOF'
 import socket
+_, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
 held = []
 def take(port=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -62,6 +63,8 @@ def take(port=0):
 sip, control = take(), take()
 while True:
     media = take()
+    if media + 2 > high:
+        continue
     try:
         take(media + 2)  # SIPp's media sockets: -mp and -mp + 2
         break
@@ -82,10 +85,50 @@ column() { # file name: the named column's value on the last line of a SIPp ';' 
         END { print (k ? $k : "missing") }' "$1"
 }
 
-sipp_ports() { # [SIP_PORT]: SIPp's flags for its SIP, control and media ports (ephemeral)
-    local sip control media
-    read -r sip control media < <(ephemeral_ports)
-    echo "-p ${1:-$sip} -ci 127.0.0.1 -cp $control -mp $media"
+# SIPp binds its SIP, media (-mp, -mp + 2) and control (-cp) ports at start, in that order,
+# before any call, and exits if one is taken; each is asked for explicitly (SIPp's defaults
+# are fixed ports), so a port taken between ephemeral_ports and SIPp's bind (other processes
+# bind ephemeral ports all the time) is retried with new ones.
+start_uas() { # dir port: the far side's SIPp in the background, its pid in `uas`
+    local dir=$1 port=$2 sip control media
+    for _ in 1 2 3 4 5; do
+        read -r sip control media < <(ephemeral_ports)
+        (cd "$dir" && exec timeout $(( limit + 10 )) sipp -sf "$bench/policy_uas.xml" \
+            -i 127.0.0.1 -p "$port" -ci 127.0.0.1 -cp "$control" -mp "$media" \
+            -timeout "${limit}s" -nostdin -trace_stat -stf uas.csv -trace_logs -log_file uas.log \
+            -trace_err -error_file uas.err >uas.out 2>&1) &
+        uas=$!
+        pids+=("$uas")
+        for _ in $(seq 1 50); do # up once its last port, the control port, is bound
+            if ss -lun | grep -q "127.0.0.1:$port " && ss -lun | grep -q "127.0.0.1:$control "
+            then return 0; fi
+            kill -0 "$uas" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$uas" 2>/dev/null || true
+        wait "$uas" 2>/dev/null || true
+        grep -q 'Address already in use' "$dir/uas.out" || break
+        rm -f "$dir"/uas.*
+    done
+    echo "$tag: the far side's SIPp did not start on port $port" >&2
+    tail -n 5 "$dir/uas.out" >&2 || true
+    return 1
+}
+
+run_uac() { # dir port scenario called caller ids: the calling SIPp; its exit code in `rc`
+    local dir=$1 port=$2 scenario=$3 called=$4 caller=$5 ids=$6 sip control media
+    for _ in 1 2 3 4 5; do
+        read -r sip control media < <(ephemeral_ports)
+        rc=0
+        (cd "$dir" && timeout $(( limit + 10 )) sipp "127.0.0.1:$port" -sf "$bench/$scenario" \
+            -i 127.0.0.1 -p "$sip" -ci 127.0.0.1 -cp "$control" -mp "$media" \
+            -m "$calls" -r "$rate" -d 100 -key called "$called" -key caller "$caller" \
+            -key ids "$ids" -timeout "${limit}s" -timeout_error -nostdin \
+            -trace_stat -stf uac.csv -trace_counts -trace_err -error_file uac.err \
+            >uac.out 2>&1) || rc=$?
+        [ "$rc" != 0 ] && grep -q 'Address already in use' "$dir/uac.out" || return 0
+        rm -f "$dir"/uac.* "$dir"/*_counts.csv # nothing was sent: start again
+    done
 }
 
 sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/policy/|$work/|" \
@@ -95,10 +138,17 @@ gw=$!
 pids+=("$gw")
 wait_port udp 5162
 wait_port udp 5166
-for _ in $(seq 1 100); do # the listeners may open before the table (startup_wait)
-    curl -sf --max-time 2 "$admin" | grep -qx 'ocedge_numbers_loaded 1' && break
+loaded=0
+for _ in $(seq 1 100); do # the listeners open before the table after startup_wait
+    metrics=$(curl -sf --max-time 2 "$admin" || true)
+    if grep -qx 'ocedge_numbers_loaded 1' <<<"$metrics"; then loaded=1; break; fi
     sleep 0.1
 done
+if [ "$loaded" != 1 ]; then
+    echo "$tag: the gateway never loaded the number table; logs in $work" >&2
+    tail -n 30 "$work/gw.log" >&2 || true
+    exit 1
+fi
 
 failed=0
 n=0
@@ -110,22 +160,10 @@ run_case() { # name from(carrier|microsoft) expect(200|403|404) decision called 
     [ "$expect" = 200 ] || { scenario=policy_uac_$expect.xml; want_far=0; }
     [ -n "$ids" ] || { echo "$tag: case $name has no identity headers" >&2; exit 2; }
     mkdir -p "$dir"
-    local uas rc=0 before after
-    # shellcheck disable=SC2046 # the port flags split on purpose
-    (cd "$dir" && exec timeout $(( limit + 10 )) sipp -sf "$bench/policy_uas.xml" -i 127.0.0.1 \
-        $(sipp_ports "$far_port") -timeout "${limit}s" -nostdin \
-        -trace_stat -stf uas.csv -trace_logs -log_file uas.log -trace_err -error_file uas.err \
-        >uas.out 2>&1) &
-    uas=$!
-    pids+=("$uas")
-    wait_port udp "$far_port"
+    local uas rc before after
+    start_uas "$dir" "$far_port"
     before=$(decisions)
-    # shellcheck disable=SC2046
-    (cd "$dir" && timeout $(( limit + 10 )) sipp "127.0.0.1:$gw_port" -sf "$bench/$scenario" \
-        -i 127.0.0.1 $(sipp_ports) -m "$calls" -r "$rate" -d 100 \
-        -key called "$called" -key caller "$caller" -key ids "$ids" \
-        -timeout "${limit}s" -timeout_error -nostdin -trace_stat -stf uac.csv -trace_counts \
-        -trace_err -error_file uac.err >uac.out 2>&1) || rc=$?
+    run_uac "$dir" "$gw_port" "$scenario" "$called" "$caller" "$ids"
     after=$(decisions)
     kill "$uas" 2>/dev/null || true # timeout hands SIGTERM on: SIPp writes its statistics
     wait "$uas" 2>/dev/null || true
@@ -152,7 +190,8 @@ run_case() { # name from(carrier|microsoft) expect(200|403|404) decision called 
     if [ -n "$uri" ] && [ "$invites" != 0 ]; then
         local wrong
         wrong=$(grep '^INVITE ' "$dir/uas.log" | grep -cvxF "INVITE $uri" || true)
-        [ "$wrong" = 0 ] || problems+=("$wrong INVITEs reached $far with another Request-URI than $uri")
+        [ "$wrong" = 0 ] ||
+            problems+=("$wrong INVITEs reached $far with another Request-URI than $uri")
     fi
     delta=$(join <(echo "$before") <(echo "$after") |
         awk '$3 != $2 { printf "%s%s+%d", sep, $1, $3 - $2; sep = " " }')
@@ -161,14 +200,15 @@ run_case() { # name from(carrier|microsoft) expect(200|403|404) decision called 
 
     local verdict="got $expect" reached="$far_calls reached $far"
     [ "$expect" = 200 ] && verdict="answered (200)"
-    [ -n "$uri" ] && reached="$reached as $uri"
+    [ "$invites" != 0 ] && reached="$reached as $(grep '^INVITE ' "$dir/uas.log" |
+        cut -d' ' -f2 | sort -u | paste -sd' ')"
     echo "policy $name: $ok/$calls $verdict, $reached, decision $delta"
     if [ ${#problems[@]} != 0 ]; then
         failed=1
         printf '  FAILED: %s\n' "${problems[@]}" >&2
         tail -n 15 "$dir/uac.out" >&2 || true
         for f in "$dir"/uac.err "$dir"/uas.err; do
-            if [ -s "$f" ]; then echo "--- $f" >&2; head -n 40 "$f" >&2; fi
+            if [ -s "$f" ]; then echo "--- $f" >&2; head -n 40 "$f" >&2; echo >&2; fi
         done
     fi
 }
@@ -204,5 +244,7 @@ if [ "$failed" != 0 ]; then
     tail -n 30 "$work/gw.log" >&2 || true
     exit 1
 fi
+kill_pids # before removing the directory the gateway writes in
+pids=()
 echo "policy: $n cases passed, $calls calls each, in ${SECONDS}s"
 rm -rf "$work"
