@@ -40,7 +40,8 @@ pub struct PolicyStats {
     pub tenant_mismatch: u64,
     /// Calls refused because no table is loaded yet.
     pub not_ready: u64,
-    /// Calls let through unchecked because enforcement is off.
+    /// Calls the table would refuse, let through because enforcement is off (`allowed`
+    /// counts the ones it accepts either way).
     pub unenforced: u64,
 }
 
@@ -50,6 +51,19 @@ pub struct NumberPolicy {
     cfg: Numbers,
     stats: PolicyStats,
 }
+
+/// Why the table refuses a call.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    UnassignedCalled,
+    UnassignedCaller,
+    TenantMismatch,
+    NotReady,
+}
+
+/// What the table says of a new call: the verdict when it accepts it, else why not, with
+/// the status and reason phrase of the refusal.
+type Decided = Result<Verdict, (Refusal, u16, &'static str)>;
 
 impl NumberPolicy {
     /// A policy over `table` with the `[numbers]` settings.
@@ -71,12 +85,16 @@ impl NumberPolicy {
     }
 
     /// True when the URI's user part (or tel number) dials an emergency number: its digits
-    /// equal a configured emergency number, with or without the default country code.
+    /// equal a configured emergency number, with or without the default country code, or,
+    /// written in global form (`+`), after any country code (one to three digits: `+1911`,
+    /// `+44999`). Matching more than strictly needed only ever lets a call through, which
+    /// is the safe side for emergency calls.
     fn is_emergency(&self, uri: &Uri<'_>) -> bool {
         let Some(user) = uri.user else {
             return false;
         };
         let user = user.split(|&b| b == b';').next().unwrap_or(user);
+        let global = user.first() == Some(&b'+');
         let user = user.strip_prefix(b"+").unwrap_or(user);
         // Only a dialled number is an emergency call: digits and visual separators, nothing
         // else (`sip:room911@…` is not 911).
@@ -96,7 +114,13 @@ impl NumberPolicy {
         }
         let cc = self.cfg.default_country_code.as_deref().unwrap_or("");
         self.cfg.emergency.iter().any(|e| {
-            digits == *e || (!cc.is_empty() && digits.strip_prefix(cc) == Some(e.as_str()))
+            let after_any_cc = global
+                && digits
+                    .strip_suffix(e.as_str())
+                    .is_some_and(|cc| (1..=3).contains(&cc.len()));
+            digits == *e
+                || (!cc.is_empty() && digits.strip_prefix(cc) == Some(e.as_str()))
+                || after_any_cc
         })
     }
 
@@ -108,55 +132,54 @@ impl NumberPolicy {
     }
 
     /// carrier → Microsoft: the called number must be assigned.
-    fn inbound(&mut self, called: Option<E164>) -> Verdict {
+    fn inbound(&self, called: Option<E164>) -> Decided {
+        let refused = |reason| {
+            Err((
+                Refusal::UnassignedCalled,
+                self.cfg.unassigned_status,
+                reason,
+            ))
+        };
         let Some(called) = called else {
-            self.stats.unassigned_called += 1;
-            return self.reject(self.cfg.unassigned_status, "Not A Number");
+            return refused("Not A Number");
         };
         match self.table.lookup(&called) {
-            None => {
-                self.stats.unassigned_called += 1;
-                self.reject(self.cfg.unassigned_status, "Number Not Assigned")
-            }
+            None => refused("Number Not Assigned"),
             Some(a) => {
-                self.stats.allowed += 1;
                 let uri = a.sip_uri();
                 if self.cfg.rewrite_request_uri
                     && !uri.is_empty()
                     && Uri::parse(uri.as_bytes()).is_ok()
                 {
-                    Verdict::AllowRewrite {
+                    Ok(Verdict::AllowRewrite {
                         request_uri: uri.to_owned(),
-                    }
+                    })
                 } else {
-                    Verdict::Allow
+                    Ok(Verdict::Allow)
                 }
             }
         }
     }
 
     /// Microsoft → carrier: the calling number must be assigned, in the caller's tenant.
-    fn outbound(&mut self, msg: &Message) -> Verdict {
-        let caller = calling_uri_number(msg, self);
-        let Some(caller) = caller else {
-            self.stats.unassigned_caller += 1;
-            return self.reject(self.cfg.forbidden_status, "Calling Number Not Assigned");
-        };
-        let Some(a) = self.table.lookup(&caller) else {
-            self.stats.unassigned_caller += 1;
-            return self.reject(self.cfg.forbidden_status, "Calling Number Not Assigned");
-        };
+    fn outbound(&self, msg: &Message) -> Decided {
+        let forbidden = self.cfg.forbidden_status;
+        let unassigned = (
+            Refusal::UnassignedCaller,
+            forbidden,
+            "Calling Number Not Assigned",
+        );
+        let caller = calling_uri_number(msg, self).ok_or(unassigned)?;
+        let a = self.table.lookup(&caller).ok_or(unassigned)?;
         if self.cfg.check_tenant {
             if let Some(tenant) = msg.header_by_name("X-MS-TenantID").next() {
                 let tenant = crate::sip::lex::trim(tenant);
                 if !tenant.eq_ignore_ascii_case(a.tenant().as_bytes()) {
-                    self.stats.tenant_mismatch += 1;
-                    return self.reject(self.cfg.forbidden_status, "Tenant Mismatch");
+                    return Err((Refusal::TenantMismatch, forbidden, "Tenant Mismatch"));
                 }
             }
         }
-        self.stats.allowed += 1;
-        Verdict::Allow
+        Ok(Verdict::Allow)
     }
 }
 
@@ -258,22 +281,137 @@ impl Policy for NumberPolicy {
             tracing::info!(side = side.as_str(), "emergency call let through");
             return Verdict::Allow;
         }
-        if !self.cfg.enforce {
-            self.stats.unenforced += 1;
-            return Verdict::Allow;
-        }
-        if !self.table.is_loaded() {
-            self.stats.not_ready += 1;
-            return self.reject(503, "Number Table Not Loaded");
-        }
-        match side {
-            Side::Carrier => {
-                let n = called.as_ref().and_then(|u| self.number(u));
-                self.inbound(n)
+        let decided = if !self.table.is_loaded() {
+            Err((Refusal::NotReady, 503, "Number Table Not Loaded"))
+        } else {
+            match side {
+                Side::Carrier => self.inbound(called.as_ref().and_then(|u| self.number(u))),
+                Side::Microsoft => self.outbound(msg),
             }
-            Side::Microsoft => self.outbound(msg),
+        };
+        match decided {
+            Ok(verdict) => {
+                self.stats.allowed += 1;
+                verdict
+            }
+            // Enforcement off: the table was consulted, the call goes on all the same.
+            Err(_) if !self.cfg.enforce => {
+                self.stats.unenforced += 1;
+                Verdict::Allow
+            }
+            Err((refusal, status, reason)) => {
+                let counter = match refusal {
+                    Refusal::UnassignedCalled => &mut self.stats.unassigned_called,
+                    Refusal::UnassignedCaller => &mut self.stats.unassigned_caller,
+                    Refusal::TenantMismatch => &mut self.stats.tenant_mismatch,
+                    Refusal::NotReady => &mut self.stats.not_ready,
+                };
+                *counter += 1;
+                self.reject(status, reason)
+            }
         }
     }
 
     fn observe(&mut self, _event: &Event) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msapi::NumberEntry;
+    use crate::numbers::Source;
+
+    const TENANT: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
+    const ASSIGNED: &str = "+14255550100";
+
+    fn policy(enforce: bool) -> NumberPolicy {
+        let table = NumberTable::new();
+        table.replace_all(
+            &[NumberEntry {
+                telephone_number: ASSIGNED.into(),
+                tenant_id: TENANT.into(),
+                sip_uri: format!("sip:{ASSIGNED}@t.example;user=phone"),
+                usage: "CallingUserAssignment".into(),
+                assignment_status: "assigned".into(),
+                capabilities: vec![],
+                last_modified_date_time: String::new(),
+                removed: None,
+            }],
+            Source::Sync,
+        );
+        NumberPolicy::new(
+            table,
+            Numbers {
+                enforce,
+                ..Numbers::default()
+            },
+        )
+    }
+
+    fn invite(to: &str, from: &str) -> Message {
+        Message::parse_slice(
+            format!(
+                "INVITE sip:{to}@gw SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: <sip:{from}@h>;tag=1\r\nTo: <sip:{to}@gw>\r\nCall-ID: c\r\n\
+                 CSeq: 1 INVITE\r\nl: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn check(p: &mut NumberPolicy, side: Side, to: &str, from: &str) -> Verdict {
+        p.check(Millis(0), side, &invite(to, from))
+    }
+
+    #[test]
+    fn enforcement_off_looks_up_and_counts_but_refuses_nothing() {
+        let mut p = policy(false);
+        let v = check(&mut p, Side::Carrier, ASSIGNED, "+12065550100");
+        assert!(
+            matches!(v, Verdict::AllowRewrite { .. }),
+            "an assigned number is still rewritten: {v:?}"
+        );
+        let v = check(&mut p, Side::Carrier, "+14255550199", "+12065550100");
+        assert!(matches!(v, Verdict::Allow), "{v:?}");
+        let v = check(&mut p, Side::Microsoft, "+12065550100", "+14255550199");
+        assert!(matches!(v, Verdict::Allow), "{v:?}");
+        let s = p.stats;
+        assert_eq!((s.allowed, s.unenforced), (1, 2));
+        assert_eq!(
+            (s.unassigned_called, s.unassigned_caller),
+            (0, 0),
+            "one decision a call"
+        );
+
+        let mut p = policy(true);
+        let v = check(&mut p, Side::Carrier, "+14255550199", "+12065550100");
+        assert!(matches!(v, Verdict::Reject { status: 404, .. }), "{v:?}");
+        assert_eq!((p.stats.unassigned_called, p.stats.unenforced), (1, 0));
+    }
+
+    #[test]
+    fn emergency_numbers_in_national_and_global_form_without_a_country_code() {
+        let mut p = policy(true);
+        for to in [
+            "911",
+            "+911",
+            "+1911",
+            "+44999",
+            "+61000",
+            "1-1-2",
+            "tel-ignored",
+        ] {
+            let v = check(&mut p, Side::Microsoft, to, "+19995550000");
+            let want = to != "tel-ignored";
+            assert_eq!(matches!(v, Verdict::Allow), want, "{to}: {v:?}");
+        }
+        // Not emergency: a subscriber number that merely ends in 911, or a national number
+        // with digits before the code.
+        for to in ["+14255550911", "1911", "+1234567911"] {
+            let v = check(&mut p, Side::Microsoft, to, "+19995550000");
+            assert!(matches!(v, Verdict::Reject { .. }), "{to}: {v:?}");
+        }
+        assert_eq!(p.stats.emergency, 6);
+    }
 }
