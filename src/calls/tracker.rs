@@ -48,10 +48,7 @@ impl<'a> Ids<'a> {
 
 /// The top Via's branch, empty when there is none.
 fn branch(msg: &Message) -> &[u8] {
-    msg.top_via()
-        .ok()
-        .and_then(|v| v.branch())
-        .unwrap_or_default()
+    msg.top_via_branch().ok().flatten().unwrap_or_default()
 }
 
 /// True when one of a response's Vias carries `branch`: the one of the request as we

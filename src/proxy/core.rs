@@ -29,6 +29,7 @@ use crate::proxy::transaction::{
     TransactionLayer, TxId,
 };
 use crate::sip::edit::Editor;
+use crate::sip::headers::NameAddr;
 use crate::sip::message::ParseFailure;
 use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
 use crate::sip::uri::Uri;
@@ -542,9 +543,15 @@ impl Proxy {
 
     /// How many Route entries at the top of `msg` are ours (two with double Record-Route).
     fn our_route_pops(&self, msg: &Message) -> usize {
-        msg.routes()
-            .map(|r| r.iter().take_while(|r| self.routing.is_us(&r.uri)).count())
-            .unwrap_or(0)
+        msg.routes().map(|r| self.ours(&r)).unwrap_or(0)
+    }
+
+    /// How many of `routes`, from the top, name us.
+    fn ours(&self, routes: &[NameAddr<'_>]) -> usize {
+        routes
+            .iter()
+            .take_while(|r| self.routing.is_us(&r.uri))
+            .count()
     }
 
     /// Loose routing (§16.4, §16.6 step 6): pops our own Route entries (two with double
@@ -553,7 +560,7 @@ impl Proxy {
     /// ([`super::contact`]).
     fn next_hop(&self, msg: &Message, to_side: Side) -> Option<Hop> {
         let routes = msg.routes().ok()?;
-        let pops = self.our_route_pops(msg);
+        let pops = self.ours(&routes);
         let hop = |(target, name): (Target, Option<String>), request_uri| Hop {
             target,
             name,
@@ -913,7 +920,7 @@ impl Proxy {
         let Some(egress) = self.routing.egress(to_side, target.transport).cloned() else {
             return;
         };
-        let incoming = msg.top_via().ok().and_then(|v| v.branch()).unwrap_or(b"");
+        let incoming = msg.top_via_branch().ok().flatten().unwrap_or(b"");
         let via = format!(
             "SIP/2.0/{} {};branch={BRANCH_PREFIX}a{:016x}",
             target.transport.via_token(),

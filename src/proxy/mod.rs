@@ -22,6 +22,8 @@ pub mod numbers_policy;
 pub mod policy;
 pub mod route;
 pub mod stats;
+#[doc(hidden)]
+pub mod testkit;
 pub mod transaction;
 
 #[cfg(test)]

@@ -490,6 +490,28 @@ impl Message {
         Via::parse(first.unwrap_or(&[]))
     }
 
+    /// The top Via's `branch` parameter, found without parsing the rest of the Via (the
+    /// transaction layer matches responses and starts client transactions by branch alone).
+    /// Same answer as `top_via()?.branch()` for every Via that parses; a message acted on
+    /// has had its Vias validated by [`crate::sip::validate::decide`].
+    pub fn top_via_branch(&self) -> Result<Option<&[u8]>, HeaderError> {
+        let line = self
+            .header(HeaderName::Via)
+            .ok_or(HeaderError::Missing("Via"))?;
+        let mut first = None;
+        lex::for_each_item(line, |item| {
+            first.get_or_insert(item);
+        })
+        .map_err(|_| invalid("Via", "unbalanced quote or bracket"))?;
+        let first = first.unwrap_or_default();
+        // Neither the sent-protocol nor the sent-by can hold a `;`.
+        let params =
+            memchr::memchr(b';', first).map_or(&[][..], |i| first.get(i..).unwrap_or_default());
+        lex::param(params, "branch")
+            .map(Option::flatten)
+            .map_err(|_| invalid("Via", "bad parameter"))
+    }
+
     /// The From header.
     pub fn from_hdr(&self) -> Result<NameAddr<'_>, HeaderError> {
         NameAddr::parse(self.required(HeaderName::From, "From")?, "From")
@@ -716,6 +738,24 @@ mod tests {
 
     fn msg(s: &str) -> Message {
         Message::parse_slice(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fast_branch_agrees_with_the_full_parse() {
+        for v in [
+            "SIP/2.0/UDP h;branch=z9hG4bK1",
+            "SIP / 2.0 / TCP [2001:db8::1]:5060 ; rport ; BRANCH = z9hG4bK2 ;x=\"a,b\"",
+            "SIP/2.0/UDP h:5060, SIP/2.0/UDP g;branch=z9hG4bKlower",
+            "SIP/2.0/TLS h;received=[2001:db8::2];branch=z9hG4bK3",
+            "SIP/2.0/UDP h;branch",
+            "SIP/2.0/UDP h",
+        ] {
+            let m = msg(&format!(
+                "OPTIONS sip:x@y SIP/2.0\r\nVia: {v}\r\nl: 0\r\n\r\n"
+            ));
+            let full = m.top_via().map(|v| v.branch());
+            assert_eq!(m.top_via_branch(), full, "{v}");
+        }
     }
 
     #[test]

@@ -80,37 +80,27 @@ pub fn split_list(s: &[u8]) -> Result<Vec<&[u8]>, Unbalanced> {
 
 /// Like [`split_list`] without allocating: calls `f` for each trimmed item.
 pub fn for_each_item<'a>(s: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Result<(), Unbalanced> {
+    // Jumps from one byte that matters to the next (SIMD search) instead of looking at every
+    // byte: this runs for every Via, Route, Contact and list header the proxy reads.
     let mut start = 0;
     let mut i = 0;
-    let mut in_quote = false;
-    let mut in_angle = false;
-    while i < s.len() {
-        let b = s[i];
-        if in_quote {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_quote = false,
-                _ => {}
+    while let Some(j) = s
+        .get(i..)
+        .and_then(|rest| memchr::memchr3(b'"', b'<', b',', rest))
+    {
+        let at = i + j;
+        match s.get(at) {
+            Some(b',') => {
+                f(trim(s.get(start..at).unwrap_or_default()));
+                start = at + 1;
+                i = at + 1;
             }
-        } else if in_angle {
-            if b == b'>' {
-                in_angle = false;
+            Some(b'<') => {
+                let rest = s.get(at + 1..).unwrap_or_default();
+                i = at + 2 + memchr::memchr(b'>', rest).ok_or(Unbalanced)?;
             }
-        } else {
-            match b {
-                b'"' => in_quote = true,
-                b'<' => in_angle = true,
-                b',' => {
-                    f(trim(&s[start..i]));
-                    start = i + 1;
-                }
-                _ => {}
-            }
+            _ => i = quoted_end(s, at).ok_or(Unbalanced)?,
         }
-        i += 1;
-    }
-    if in_quote || in_angle {
-        return Err(Unbalanced);
     }
     f(trim(s.get(start..).unwrap_or(&[])));
     Ok(())

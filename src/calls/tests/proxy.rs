@@ -2,36 +2,22 @@
 //! are called where the proxy says they are (requests, forwards, responses upstream, the
 //! proxy's own answers) and the tracker's timers run through the proxy's.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{parse, EPOCH};
 use crate::calls::{CallTracker, MemorySink, TrackerConfig, WallClock};
 use crate::cdr::{Disposition, EndReason};
-use crate::config::{Bucket, Dur, Flood, MsTarget, Probe, Sbc, Side};
-use crate::proxy::acl::Acl;
-use crate::proxy::core::{Proxy, ProxySetup, Received};
-use crate::proxy::dispatch::DestSet;
-use crate::proxy::flood::FloodControl;
+use crate::proxy::core::{Proxy, Received};
 use crate::proxy::policy::AllowAll;
-use crate::proxy::route::{ListenerInfo, Peer, Routing};
-use crate::proxy::transaction::{LayerConfig, Millis, Timers};
+use crate::proxy::testkit::{self, one, udp, vals, Pair, MS_NAME};
+use crate::proxy::transaction::Millis;
 use crate::sip::Message;
-use crate::transport::{Target, Transport};
+use crate::transport::Target;
 
 const GW_MS: &str = "10.0.0.1:5066";
 const GW_CARRIER: &str = "10.0.0.1:5062";
-const MS_NAME: &str = "sip.pstnhub.microsoft.com";
-
-fn udp(a: &str) -> Target {
-    Target {
-        transport: Transport::Udp,
-        addr: a.parse().expect("address"),
-    }
-}
 
 /// One proxy (listener 0: Microsoft side, 1: carrier side), one Microsoft target, one SBC.
 struct Gw {
@@ -52,89 +38,16 @@ impl Gw {
             WallClock::new(EPOCH),
             TrackerConfig::default(),
         );
-        let listener = |side, addr: &str| ListenerInfo {
-            side,
-            transport: Transport::Udp,
-            local: addr.parse::<SocketAddr>().expect("listener"),
-            advertise: addr.into(),
-        };
-        let peer = |name: &str, target, side| Peer {
-            name: name.into(),
-            target,
-            side,
-        };
-        let acl = |net: &str| Acl::new(&[net.parse().expect("net")]);
-        let routing = Routing::new(
-            vec![
-                listener(Side::Microsoft, GW_MS),
-                listener(Side::Carrier, GW_CARRIER),
-            ],
-            vec![
-                peer(MS_NAME, ms, Side::Microsoft),
-                peer("sbc1", sbc, Side::Carrier),
-            ],
-            acl("52.112.0.0/14"),
-            acl("192.0.2.0/24"),
-        );
-        let probe = Probe {
-            enabled: false,
-            interval: Dur(Duration::from_secs(1)),
-            failure_threshold: 2,
-            success_threshold: 2,
-        };
-        let bucket = Bucket {
-            rate: 1000.0,
-            burst: 1000.0,
-        };
-        let flood = Flood {
-            source: bucket,
-            peer: bucket,
-            retry_after: 5,
-            max_sources: 100,
-        };
-        let setup = ProxySetup {
-            routing,
-            microsoft: DestSet::microsoft(
-                &[MsTarget {
-                    name: MS_NAME.into(),
-                    addr: ms.addr,
-                    transport: Transport::Udp,
-                }],
-                &probe,
-                Millis(0),
-            ),
-            carrier: DestSet::carrier(
-                &[Sbc {
-                    name: "sbc1".into(),
-                    addr: sbc.addr,
-                    transport: Transport::Udp,
-                    priority: 1,
-                    weight: 1,
-                }],
-                &probe,
-                Millis(0),
-            ),
-            flood: FloodControl::new(&flood, [ms.addr.ip(), sbc.addr.ip()]),
-            strip: [Vec::new(), Vec::new()],
-            rewrite_contact: true,
-            layer: LayerConfig {
-                timers: Timers {
-                    t1: Duration::from_millis(500),
-                    t2: Duration::from_secs(4),
-                    t4: Duration::from_secs(5),
-                    d: Duration::from_secs(32),
-                    c: Duration::from_secs(181),
-                },
-                max_transactions: 1000,
-                tag_key: [7; 16],
-            },
-            shard: 0,
-            retry_after: 5,
-            policy: Box::new(tracker),
-            quality: None,
+        let pair = Pair {
+            listeners: [GW_MS, GW_CARRIER],
+            ms,
+            sbc,
+            acl: ["52.112.0.0/14", "192.0.2.0/24"],
+            flood: 1000.0,
+            max_transactions: 1000,
         };
         Gw {
-            proxy: Proxy::new(setup),
+            proxy: Proxy::new(testkit::setup(pair, Box::new(tracker))),
             sink,
             now: 0,
             ms,
@@ -172,17 +85,6 @@ impl Gw {
             .map(|b| parse(&String::from_utf8_lossy(b)))
             .collect()
     }
-}
-
-/// Every value of a header, by name.
-fn vals(m: &Message, name: &str) -> Vec<String> {
-    m.header_by_name(name)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect()
-}
-
-fn one(m: &Message, name: &str) -> String {
-    vals(m, name).into_iter().next().unwrap_or_default()
 }
 
 /// The response a UA writes to `req`: Vias and Record-Route copied, To tag added.

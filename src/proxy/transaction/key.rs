@@ -122,9 +122,9 @@ pub(crate) fn client_key(branch: &[u8], method: &[u8]) -> Key {
 
 /// The client key a response belongs to; `None` when its top Via has no branch.
 pub(crate) fn response_key(msg: &Message) -> Result<Option<Key>, HeaderError> {
-    let via = msg.top_via()?;
+    let branch = msg.top_via_branch()?;
     let cseq = msg.cseq()?;
-    Ok(via.branch().map(|b| client_key(b, cseq.method_raw)))
+    Ok(branch.map(|b| client_key(b, cseq.method_raw)))
 }
 
 #[cfg(test)]

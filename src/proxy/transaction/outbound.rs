@@ -43,12 +43,12 @@ impl TransactionLayer {
         request: Message,
         to: Target,
     ) -> Result<ClientId, TxError> {
-        let via = request.top_via()?;
-        if !via.is_rfc3261_branch() {
+        let branch = request.top_via_branch()?.unwrap_or_default();
+        if !(branch.len() > 7 && branch.starts_with(b"z9hG4bK")) {
             return Err(TxError::BadBranch);
         }
         let cseq = request.cseq()?;
-        let key = key::client_key(via.branch().unwrap_or(&[]), cseq.method_raw);
+        let key = key::client_key(branch, cseq.method_raw);
         if self.client_index.contains_key(&key) {
             return Err(TxError::BadBranch);
         }
