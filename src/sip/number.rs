@@ -122,16 +122,17 @@ impl E164 {
 /// Extracts an E.164 number from a parsed URI.
 ///
 /// - `tel:` — the number (parameters are already separate), visual separators `-.()` dropped.
-/// - `sip:`/`sips:` — the unescaped user part up to its first `;` (user parameters such as
-///   `;isub=` or `;phone-context=` are ignored), separators dropped; `user=phone` is not
-///   required.
+/// - `sip:`/`sips:` — the unescaped user part up to its first `;` (user parameters other
+///   than `phone-context` are ignored), separators dropped; `user=phone` is not required.
 ///
-/// A `+`-prefixed result is taken as is. A number of digits only (a national number, or a
-/// local `tel:` number) is read only with `default_cc`: a leading `00` is the international
+/// A `+`-prefixed result is taken as is. A local number (digits only) whose
+/// `phone-context` is a global number prefix (RFC 3966 §5.1.5: `tel:7042;phone-context=
+/// +1-212-555`, or the same as user parameters of a SIP URI) is that prefix followed by the
+/// number. Any other number of digits only (a national number, or a local number whose
+/// context is a domain) is read only with `default_cc`: a leading `00` is the international
 /// prefix and is stripped, otherwise `default_cc` is put in front. Without `default_cc` it is
-/// [`NumberError::NotE164`]; `phone-context` is not interpreted. National trunk prefixes (a
-/// leading `0`, or NANP's `1`) are not stripped: that needs a dial plan, which is the number
-/// policy's job.
+/// [`NumberError::NotE164`]. National trunk prefixes (a leading `0`, or NANP's `1`) are not
+/// stripped: that needs a dial plan, which is the number policy's job.
 pub fn e164_from_uri(uri: &Uri<'_>, default_cc: Option<&str>) -> Result<E164, NumberError> {
     let raw = match uri.scheme {
         Scheme::Tel => uri.user.ok_or(NumberError::NoUser)?,
@@ -163,6 +164,12 @@ pub fn e164_from_uri(uri: &Uri<'_>, default_cc: Option<&str>) -> Result<E164, Nu
     if global {
         return E164::from_digits(&[digits]);
     }
+    if let Some(prefix) = global_context(uri, raw) {
+        if digits.is_empty() {
+            return Err(NumberError::NotE164);
+        }
+        return E164::from_digits(&[&prefix, digits]);
+    }
     let cc = default_cc.ok_or(NumberError::NotE164)?;
     if digits.is_empty() {
         return Err(NumberError::NotE164);
@@ -177,6 +184,30 @@ pub fn e164_from_uri(uri: &Uri<'_>, default_cc: Option<&str>) -> Result<E164, Nu
         return Err(NumberError::BadCountryCode);
     }
     E164::from_digits(&[cc.as_bytes(), digits])
+}
+
+/// The digits of a `phone-context` that is a global number prefix (`+` then digits and
+/// visual separators), from a `tel:` URI's parameters or the user parameters of a SIP URI
+/// (`raw` is the user part before its first `;`). `None` for no context or a domain one.
+fn global_context(uri: &Uri<'_>, raw: &[u8]) -> Option<Vec<u8>> {
+    let params = match uri.scheme {
+        Scheme::Tel => uri.params,
+        _ => uri.user?.get(raw.len()..)?,
+    };
+    let value = params.split(|&b| b == b';').find_map(|p| {
+        let (name, value) = p.split_at(p.iter().position(|&b| b == b'=')?);
+        name.eq_ignore_ascii_case(b"phone-context")
+            .then(|| value.get(1..))
+            .flatten()
+    })?;
+    let value = unescape(value).ok()?;
+    let body = value.strip_prefix(b"+")?;
+    let digits: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !matches!(b, b'-' | b'.' | b'(' | b')'))
+        .collect();
+    (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
 }
 
 impl fmt::Display for E164 {
@@ -329,6 +360,39 @@ mod tests {
     }
 
     #[test]
+    fn a_global_phone_context_makes_a_local_number_global() {
+        assert_eq!(
+            from_uri("tel:7042;phone-context=+1-212-555", None),
+            Ok(n("+12125557042"))
+        );
+        assert_eq!(
+            from_uri(
+                "sip:4255550100;phone-context=+1@host;user=phone",
+                Some("49")
+            ),
+            Ok(n("+14255550100")),
+            "the context wins over the default country code"
+        );
+        assert_eq!(
+            from_uri("sip:4255550100;PHONE-CONTEXT=%2B1@host", None),
+            Ok(n("+14255550100"))
+        );
+        // A domain context says nothing about the country: the default applies.
+        assert_eq!(
+            from_uri("tel:4255550100;phone-context=example.com", Some("1")),
+            Ok(n("+14255550100"))
+        );
+        assert_eq!(
+            from_uri("tel:4255550100;phone-context=example.com", None),
+            Err(NumberError::NotE164)
+        );
+        assert_eq!(
+            from_uri("tel:1234567890;phone-context=+123456", None),
+            Err(NumberError::TooLong)
+        );
+    }
+
+    #[test]
     fn national_numbers_need_a_default_country_code() {
         assert_eq!(
             from_uri("sip:4255550100@host", Some("1")),
@@ -390,7 +454,7 @@ mod tests {
         );
         assert_eq!(
             from_uri("tel:5550100;phone-context=+1-425", None),
-            Err(NumberError::NotE164)
+            Ok(n("+14255550100"))
         );
         assert_eq!(
             from_uri("tel:4255550100;phone-context=+1", Some("1")),
