@@ -3,7 +3,8 @@
 //! Microsoft's SIP proxies identify the carrier by the FQDN in the Contact of what it sends
 //! them (the SBC FQDN paired in Teams), and send in-dialog requests to that Contact. The
 //! carrier's SBCs write their own, usually private, address there. So every Contact of a
-//! message leaving toward Microsoft is rewritten: the user part is kept, the host and port
+//! request or a 1xx/2xx response leaving toward Microsoft is rewritten (a 3xx's Contacts are
+//! redirection targets and are left alone): the user part is kept, the host and port
 //! become the address this gateway advertises on its Microsoft side, and the original URI
 //! travels along, percent-encoded, in one URI parameter ([`ALIAS`]) — the way Kamailio's
 //! `add_contact_alias` keeps the original address in `;alias=`. Microsoft echoes the URI as

@@ -785,10 +785,12 @@ impl Proxy {
 
     /// Pops our Via and sends the response on its server transaction.
     fn relay_response(&mut self, now: Millis, sid: ServerId, status: u16, msg: &Message) {
+        // Only dialog-creating answers carry a remote target; the Contacts of a 3xx are
+        // redirection targets and go as they are.
         let contact = self
             .pending
             .get(&sid)
-            .filter(|p| p.from_side == Side::Microsoft)
+            .filter(|p| p.from_side == Side::Microsoft && status < 300)
             .and_then(|p| self.routing.listener(p.listener))
             .and_then(|l| self.contact_for_microsoft(msg, l));
         let mut e = Editor::new(msg);

@@ -2,7 +2,7 @@
 //! double Record-Route, stripped headers), responses relayed with our Via popped, ACK and
 //! BYE loose-routed, OPTIONS to the gateway, and in-dialog routing limits.
 
-use super::msg::{callee_request, reply, to_tag, top_branch, val, vals, via, Call, Req};
+use super::msg::{callee_request, parse, reply, to_tag, top_branch, val, vals, via, Call, Req};
 use super::net::{Net, Spec, CARRIER_HOST, GW_CARRIER, GW_MS, L_CARRIER, MS, MS_NAME, SBC1, T64};
 use crate::config::Side;
 use crate::proxy::route::BRANCH_PREFIX;
@@ -473,4 +473,24 @@ fn a_forged_alias_cannot_relay_outside_the_carrier_acl() {
     net.from(MS, bye.msg());
     let out = net.take();
     assert_eq!(out.all(), [(MS, "404".into())], "no route, never relayed");
+}
+
+#[test]
+fn redirect_contacts_toward_microsoft_are_left_alone() {
+    let mut net = Net::new();
+    let call = Call::new("rd1", MS, &format!("sip:+12065550100@{GW_MS};user=phone"));
+    net.from(MS, call.msg());
+    let inv = net.take().one(SBC1, "INVITE").msg.clone();
+    let moved = String::from_utf8_lossy(reply(&inv, 302, "sbc-tag", SBC1).buf()).replace(
+        "Content-Length",
+        "Contact: <sip:+12065550100@192.0.2.50:5060>\r\nContent-Length",
+    );
+    net.from(SBC1, parse(moved.as_bytes()));
+    let out = net.take();
+    let relayed = out.one(MS, "302");
+    assert_eq!(
+        vals(&relayed.msg, "Contact"),
+        ["<sip:+12065550100@192.0.2.50:5060>"],
+        "a 3xx Contact is a redirection target, not a dialog's remote target"
+    );
 }
