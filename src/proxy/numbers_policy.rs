@@ -318,7 +318,7 @@ impl Policy for NumberPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msapi::NumberEntry;
+    use crate::numbers::fixtures::calling;
     use crate::numbers::Source;
 
     const TENANT: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
@@ -327,16 +327,11 @@ mod tests {
     fn policy(enforce: bool) -> NumberPolicy {
         let table = NumberTable::new();
         table.replace_all(
-            &[NumberEntry {
-                telephone_number: ASSIGNED.into(),
-                tenant_id: TENANT.into(),
-                sip_uri: format!("sip:{ASSIGNED}@t.example;user=phone"),
-                usage: "CallingUserAssignment".into(),
-                assignment_status: "assigned".into(),
-                capabilities: vec![],
-                last_modified_date_time: String::new(),
-                removed: None,
-            }],
+            &[calling(
+                ASSIGNED,
+                TENANT,
+                &format!("sip:{ASSIGNED}@t.example;user=phone"),
+            )],
             Source::Sync,
         );
         NumberPolicy::new(

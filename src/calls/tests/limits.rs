@@ -4,7 +4,6 @@
 use super::{Dlg, H};
 use crate::cdr::{Disposition, EndReason};
 use crate::config::{Numbers, Side};
-use crate::msapi::NumberEntry;
 use crate::numbers::{NumberTable, Source};
 use crate::proxy::numbers_policy::NumberPolicy;
 use crate::proxy::policy::{AllowAll, Verdict};
@@ -88,16 +87,7 @@ const TEAMS_URI: &str = "sip:alice@contoso.com";
 
 fn number_policy() -> NumberPolicy {
     let table = NumberTable::new();
-    let entry = NumberEntry {
-        telephone_number: TEAMS.into(),
-        tenant_id: TENANT.into(),
-        sip_uri: TEAMS_URI.into(),
-        usage: "CallingUserAssignment".into(),
-        assignment_status: "assigned".into(),
-        capabilities: vec!["InboundCalling".into(), "OutboundCalling".into()],
-        last_modified_date_time: String::new(),
-        removed: None,
-    };
+    let entry = crate::numbers::fixtures::calling(TEAMS, TENANT, TEAMS_URI);
     table.replace_all([&entry], Source::Sync);
     let cfg = Numbers {
         default_country_code: Some("1".into()),
