@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::uri::{unescape, Scheme, Uri};
+use super::uri::{find_param, unescape, Scheme, Uri};
 
 /// Most digits an E.164 number has after the `+`.
 pub const MAX_DIGITS: usize = 15;
@@ -194,12 +194,7 @@ fn global_context(uri: &Uri<'_>, raw: &[u8]) -> Option<Vec<u8>> {
         Scheme::Tel => uri.params,
         _ => uri.user?.get(raw.len()..)?,
     };
-    let value = params.split(|&b| b == b';').find_map(|p| {
-        let (name, value) = p.split_at(p.iter().position(|&b| b == b'=')?);
-        name.eq_ignore_ascii_case(b"phone-context")
-            .then(|| value.get(1..))
-            .flatten()
-    })?;
+    let value = find_param(params, "phone-context")??;
     let value = unescape(value).ok()?;
     let body = value.strip_prefix(b"+")?;
     let digits: Vec<u8> = body

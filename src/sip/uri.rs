@@ -175,28 +175,14 @@ impl<'a> Uri<'a> {
 
     /// The parameters in order, names and values raw (still escaped).
     pub fn params(&self) -> impl Iterator<Item = Param<'a>> {
-        let body = self.params.strip_prefix(b";").unwrap_or(self.params);
-        body.split(|&b| b == b';')
-            .filter(|item| !item.is_empty())
-            .map(|item| match split_once(item, b'=') {
-                Some((name, value)) => Param {
-                    name,
-                    value: Some(value),
-                },
-                None => Param {
-                    name: item,
-                    value: None,
-                },
-            })
+        params_of(self.params)
     }
 
     /// Looks a parameter up by name, ASCII case-insensitively and after unescaping the name
     /// (so `;%6C%72` is `lr`, RFC 4475 esc01). `Some(None)` is a flag parameter; the value
     /// is returned raw.
     pub fn param(&self, name: &str) -> Option<Option<&'a [u8]>> {
-        self.params()
-            .find(|p| unescape(p.name).is_ok_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
-            .map(|p| p.value)
+        find_param(self.params, name)
     }
 
     /// True when the `lr` (loose routing) parameter is present, with or without a value.
@@ -481,6 +467,31 @@ fn check_headers(h: &[u8]) -> Result<(), UriError> {
         check(value, HEADER, UriError::BadHeader)?;
     }
     Ok(())
+}
+
+/// The `;name[=value]` items of a parameter section (a URI's parameters, or the user
+/// parameters of a SIP user part), names and values raw (still escaped).
+pub fn params_of(section: &[u8]) -> impl Iterator<Item = Param<'_>> {
+    let body = section.strip_prefix(b";").unwrap_or(section);
+    body.split(|&b| b == b';')
+        .filter(|item| !item.is_empty())
+        .map(|item| match split_once(item, b'=') {
+            Some((name, value)) => Param {
+                name,
+                value: Some(value),
+            },
+            None => Param {
+                name: item,
+                value: None,
+            },
+        })
+}
+
+/// A parameter of `section` by name, as [`Uri::param`] looks one up.
+pub fn find_param<'a>(section: &'a [u8], name: &str) -> Option<Option<&'a [u8]>> {
+    params_of(section)
+        .find(|p| unescape(p.name).is_ok_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+        .map(|p| p.value)
 }
 
 fn parse_port(p: &[u8]) -> Result<u16, UriError> {
