@@ -477,24 +477,12 @@ impl Message {
 
     /// The top Via value.
     pub fn top_via(&self) -> Result<Via<'_>, HeaderError> {
-        let line = self
-            .header(HeaderName::Via)
-            .ok_or(HeaderError::Missing("Via"))?;
-        let mut first = None;
-        lex::for_each_item(line, |item| {
-            if first.is_none() {
-                first = Some(item);
-            }
-        })
-        .map_err(|_| invalid("Via", "unbalanced quote or bracket"))?;
-        Via::parse(first.unwrap_or(&[]))
+        Via::parse(self.top_via_value()?)
     }
 
-    /// The top Via's `branch` parameter, found without parsing the rest of the Via (the
-    /// transaction layer matches responses and starts client transactions by branch alone).
-    /// Same answer as `top_via()?.branch()` for every Via that parses; a message acted on
-    /// has had its Vias validated by [`crate::sip::validate::decide`].
-    pub fn top_via_branch(&self) -> Result<Option<&[u8]>, HeaderError> {
+    /// The raw text of the top Via value: the first item of the first Via line (empty when
+    /// that item is).
+    pub(crate) fn top_via_value(&self) -> Result<&[u8], HeaderError> {
         let line = self
             .header(HeaderName::Via)
             .ok_or(HeaderError::Missing("Via"))?;
@@ -503,7 +491,15 @@ impl Message {
             first.get_or_insert(item);
         })
         .map_err(|_| invalid("Via", "unbalanced quote or bracket"))?;
-        let first = first.unwrap_or_default();
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The top Via's `branch` parameter, found without parsing the rest of the Via (the
+    /// transaction layer matches responses and starts client transactions by branch alone).
+    /// Same answer as `top_via()?.branch()` for every Via that parses; a message acted on
+    /// has had its Vias validated by [`crate::sip::validate::decide`].
+    pub fn top_via_branch(&self) -> Result<Option<&[u8]>, HeaderError> {
+        let first = self.top_via_value()?;
         // Neither the sent-protocol nor the sent-by can hold a `;`.
         let params =
             memchr::memchr(b';', first).map_or(&[][..], |i| first.get(i..).unwrap_or_default());

@@ -16,8 +16,6 @@
 //!   method.
 
 use crate::sip::headers::HeaderError;
-use crate::sip::lex;
-use crate::sip::name::HeaderName;
 use crate::sip::uri::Host;
 use crate::sip::{Message, Method};
 
@@ -53,13 +51,7 @@ impl Writer {
 
 /// The raw text of the top Via value (the first item of the first Via line).
 pub(crate) fn top_via_raw(msg: &Message) -> Option<&[u8]> {
-    let line = msg.header(HeaderName::Via)?;
-    let mut first = None;
-    lex::for_each_item(line, |item| {
-        first.get_or_insert(item);
-    })
-    .ok()?;
-    first.filter(|v| !v.is_empty())
+    msg.top_via_value().ok().filter(|v| !v.is_empty())
 }
 
 /// The server transaction key of request `msg`. `as_method` replaces the request's method
