@@ -34,6 +34,20 @@ pub mod app;
 /// CPU. The state is seeded at random per process and per map, so keys an attacker chooses
 /// (branches, Call-IDs, addresses) cannot be aimed at one bucket without the seed.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Runs file work that may block (an fsync, reading a large spool) from an async task
+/// without stalling the other tasks of a multi-threaded runtime (`block_in_place` hands
+/// this worker's queue to another thread); inline on any other runtime. Every fsync made
+/// from a task goes through here: one on a worker stalls the UDP receive loops sharing it,
+/// delaying every SIP message behind it (measured: 15–110 ms per fsync under disk load,
+/// which skewed call durations by as much).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 pub mod calls;
 pub mod cdr;
 pub mod cli;

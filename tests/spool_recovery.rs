@@ -7,9 +7,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ocedge::cdr::spool::{key_of, Kind, Spool, SpoolConfig, SpoolError};
+use ocedge::cdr::spool::{key_of, Kind, Recovered, Spool, SpoolConfig, SpoolError};
 use ocedge::cdr::{record_id, CallRecord, Direction, Disposition, EndReason, OpenCall, SideName};
 
 struct TempDir(PathBuf);
@@ -28,6 +29,22 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Opens the spool in `cfg.dir`, waiting out a lock held only by a child process of
+/// another test: a process spawned from this one holds a copy of every open descriptor
+/// (the flock of a spool just dropped here included) until it execs, and the kill -9 test
+/// spawns one while the others run.
+fn open_spool(cfg: SpoolConfig) -> (Arc<Spool>, Recovered) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Spool::open(cfg.clone()) {
+            Err(SpoolError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r.unwrap(),
+        }
     }
 }
 
@@ -137,7 +154,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
     let dir = TempDir::new("roundtrip");
-    let (s, rec) = Spool::open(cfg(&dir.0, 4096)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, 4096));
     assert_eq!((rec.open.len(), rec.unacked, rec.segments), (0, 0, 0));
     let seqs: Vec<u64> = (0..20).map(|i| close(&s, i)).collect();
     assert_eq!(
@@ -159,7 +176,7 @@ fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
     assert_eq!(s.stats().unacked, 10);
     drop(s);
 
-    let (s, rec) = Spool::open(cfg(&dir.0, 4096)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, 4096));
     assert_eq!(s.cursor(), 10);
     assert_eq!((rec.unacked, rec.torn_bytes, rec.corrupt), (10, 0, 0));
     assert_eq!(
@@ -184,7 +201,7 @@ fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
 #[test]
 fn a_torn_tail_at_every_offset_of_the_last_frame_keeps_every_earlier_record() {
     let src = TempDir::new("torn-src");
-    let (s, _) = Spool::open(cfg(&src.0, 1 << 20)).unwrap();
+    let (s, _) = open_spool(cfg(&src.0, 1 << 20));
     closes(&s, 0..5);
     drop(s);
     let seg = segments(&src.0).pop().unwrap();
@@ -195,7 +212,7 @@ fn a_torn_tail_at_every_offset_of_the_last_frame_keeps_every_earlier_record() {
         copy_dir(&src.0, &dir.0);
         let cut = bytes.len() - last + keep;
         fs::write(dir.0.join(seg.file_name().unwrap()), &bytes[..cut]).unwrap();
-        let (s, rec) = Spool::open(cfg(&dir.0, 1 << 20)).unwrap();
+        let (s, rec) = open_spool(cfg(&dir.0, 1 << 20));
         assert_eq!(rec.torn_bytes, keep as u64, "keep {keep}");
         assert_eq!(rec.corrupt, 0);
         assert_eq!(
@@ -205,7 +222,7 @@ fn a_torn_tail_at_every_offset_of_the_last_frame_keeps_every_earlier_record() {
         );
         assert_eq!(close(&s, 9), 5, "appending goes on after the cut");
         drop(s);
-        let (s, rec) = Spool::open(cfg(&dir.0, 1 << 20)).unwrap();
+        let (s, rec) = open_spool(cfg(&dir.0, 1 << 20));
         assert_eq!((rec.torn_bytes, rec.unacked), (0, 5));
         assert_eq!(records_after(&s, 4), vec![record(9)]);
     }
@@ -224,7 +241,7 @@ fn flip_each(src: &Path, seg: &Path, index: u64, at: usize, len: usize, torn: bo
         let mut b = bytes.clone();
         b[at + off] ^= 1 << (off % 8);
         fs::write(dir.0.join(seg.file_name().unwrap()), &b).unwrap();
-        let (s, rec) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+        let (s, rec) = open_spool(cfg(&dir.0, SEG));
         assert_eq!(
             s.cursor(),
             3,
@@ -247,7 +264,7 @@ fn flip_each(src: &Path, seg: &Path, index: u64, at: usize, len: usize, torn: bo
 #[test]
 fn bit_flips_lose_only_their_frame_and_never_the_acknowledged_state() {
     let src = TempDir::new("flip-src");
-    let (s, _) = Spool::open(cfg(&src.0, SEG)).unwrap();
+    let (s, _) = open_spool(cfg(&src.0, SEG));
     closes(&s, 0..12);
     s.ack(3).unwrap();
     drop(s);
@@ -275,7 +292,7 @@ fn bit_flips_lose_only_their_frame_and_never_the_acknowledged_state() {
 #[test]
 fn segments_are_deleted_only_once_every_close_in_them_is_acknowledged() {
     let dir = TempDir::new("delete");
-    let (s, _) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+    let (s, _) = open_spool(cfg(&dir.0, SEG));
     closes(&s, 0..12);
     let before = segments(&dir.0);
     assert!(before.len() >= 4);
@@ -298,7 +315,7 @@ fn segments_are_deleted_only_once_every_close_in_them_is_acknowledged() {
     );
     assert_eq!(s.stats().unacked, 0);
     drop(s);
-    let (s, rec) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, SEG));
     assert_eq!((s.cursor(), rec.unacked), (12, 0));
     assert_eq!(close(&s, 99), 13);
 }
@@ -306,7 +323,7 @@ fn segments_are_deleted_only_once_every_close_in_them_is_acknowledged() {
 #[test]
 fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
     let dir = TempDir::new("rejournal");
-    let (s, _) = Spool::open(cfg(&dir.0, 2000)).unwrap();
+    let (s, _) = open_spool(cfg(&dir.0, 2000));
     open(&s, 500);
     closes(&s, 0..8);
     let first_segment = segments(&dir.0)[0].clone();
@@ -314,7 +331,7 @@ fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
     assert!(!first_segment.exists(), "deleted once acknowledged");
     assert_eq!(s.stats().open_calls, 1);
     drop(s);
-    let (s, rec) = Spool::open(cfg(&dir.0, 2000)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, 2000));
     assert_eq!(rec.open.len(), 1);
     assert_eq!(
         OpenCall::decode(&rec.open[0].payload).unwrap(),
@@ -325,7 +342,7 @@ fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
     s.append(&[(Kind::Close, key_of(&r.id), &r.encode())])
         .unwrap();
     drop(s);
-    let (s, rec) = Spool::open(cfg(&dir.0, 2000)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, 2000));
     assert!(rec.open.is_empty(), "{:?}", rec.open);
     assert_eq!(records_after(&s, s.cursor()), vec![record(500)]);
 }
@@ -333,7 +350,7 @@ fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
 #[test]
 fn read_all_sees_a_live_spool_and_repairs_nothing() {
     let dir = TempDir::new("readall");
-    let (s, _) = Spool::open(cfg(&dir.0, 1500)).unwrap();
+    let (s, _) = open_spool(cfg(&dir.0, 1500));
     open(&s, 1);
     closes(&s, 0..6);
     let (entries, cursor) = Spool::read_all(&dir.0).unwrap();
@@ -357,7 +374,7 @@ fn read_all_sees_a_live_spool_and_repairs_nothing() {
 #[test]
 fn a_damaged_cursor_file_falls_back_to_what_the_segments_prove() {
     let dir = TempDir::new("cursor");
-    let (s, _) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+    let (s, _) = open_spool(cfg(&dir.0, SEG));
     closes(&s, 0..12);
     s.ack(7).unwrap();
     drop(s);
@@ -365,7 +382,7 @@ fn a_damaged_cursor_file_falls_back_to_what_the_segments_prove() {
     let mut b = fs::read(dir.0.join("cursor")).unwrap();
     b[17] ^= 0x40;
     fs::write(dir.0.join("cursor"), &b).unwrap();
-    let (s, _) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+    let (s, _) = open_spool(cfg(&dir.0, SEG));
     assert_eq!(
         s.cursor(),
         oldest - 1,
@@ -382,7 +399,7 @@ fn child_appends_and_waits_to_be_killed() {
     let Ok(dir) = std::env::var("OCEDGE_SPOOL_CHILD_DIR") else {
         return;
     };
-    let (s, _) = Spool::open(cfg(Path::new(&dir), SEG)).unwrap();
+    let (s, _) = open_spool(cfg(Path::new(&dir), SEG));
     closes(&s, 0..50);
     open(&s, 77);
     println!("appended {}", s.stats().last_seq);
@@ -412,7 +429,7 @@ fn kill_9_loses_nothing_that_was_appended() {
     assert_eq!(line, "appended 51");
     child.kill().unwrap(); // SIGKILL: no destructor, no final sync
     child.wait().unwrap();
-    let (s, rec) = Spool::open(cfg(&dir.0, SEG)).unwrap();
+    let (s, rec) = open_spool(cfg(&dir.0, SEG));
     assert_eq!((rec.unacked, rec.torn_bytes, rec.corrupt), (50, 0, 0));
     assert_eq!(
         records_after(&s, 0),

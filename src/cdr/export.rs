@@ -193,7 +193,7 @@ impl Exporter {
     pub async fn run(mut self, cancel: CancellationToken) {
         loop {
             let pos = self.gate.position(self.consumer);
-            let wrote = match self.export_from(pos) {
+            let wrote = match crate::blocking(|| self.export_from(pos)) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, dir = %self.cfg.dir.display(), "CDR export failed");

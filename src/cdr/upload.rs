@@ -146,7 +146,8 @@ impl Uploader {
     pub async fn run(mut self, cancel: CancellationToken) {
         loop {
             let pos = self.stats.position.load(Ordering::Relaxed);
-            let entries = match self.spool.read_closes(pos, self.cfg.batch_size) {
+            let entries = match crate::blocking(|| self.spool.read_closes(pos, self.cfg.batch_size))
+            {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the CDR spool");
@@ -186,7 +187,7 @@ impl Uploader {
                 Ok(_) => {
                     self.backoff.reset();
                     self.stats.position.store(last, Ordering::Relaxed);
-                    if let Err(e) = self.gate.advance(self.consumer, last) {
+                    if let Err(e) = crate::blocking(|| self.gate.advance(self.consumer, last)) {
                         tracing::error!(error = %e, "acknowledging uploaded records");
                     }
                 }
@@ -249,7 +250,7 @@ impl Uploader {
                 Err(ApiError::Status { status, message }) if matches!(status, 400 | 413) => {
                     if chunk.len() == 1 {
                         let reason = format!("HTTP {status}: {message}");
-                        self.dead.append(&chunk[0], &reason).map_err(io_err)?;
+                        crate::blocking(|| self.dead.append(&chunk[0], &reason)).map_err(io_err)?;
                         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                         out.rejected += 1;
                     } else {
@@ -308,7 +309,7 @@ impl Uploader {
                         ),
                     };
                     tracing::warn!(id = %d.id, %reason, "call-duration record rejected");
-                    self.dead.append(d, &reason).map_err(io_err)?;
+                    crate::blocking(|| self.dead.append(d, &reason)).map_err(io_err)?;
                     out.rejected += 1;
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
@@ -320,7 +321,7 @@ impl Uploader {
     fn dead_letter_raw(&self, seq: u64, raw: &str, reason: &str) -> Result<(), ApiError> {
         tracing::error!(seq, %reason, "dead-lettering a spool record");
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        self.dead.append_raw(raw, reason).map_err(io_err)
+        crate::blocking(|| self.dead.append_raw(raw, reason)).map_err(io_err)
     }
 }
 

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::stats::ReconcileStats;
 use super::store::MsStore;
 use super::{ms, parse_ms, ReconcileError};
+use crate::blocking;
 use crate::msapi::{ApiError, CallRecord, CallRecordsApi, CallRecordsPage};
 use crate::numbers::sync::{Backoff, Clock, TokioClock};
 
@@ -359,16 +360,6 @@ pub(crate) fn wall_ms(clock: &dyn Clock) -> u64 {
 
 fn time(ms: u64) -> std::time::SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Runs file work that may block (fsync, reading a large spool) without stalling the other
-/// tasks of a multi-threaded runtime (`block_in_place`); inline elsewhere.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 /// The real clock.

@@ -24,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::Params;
 use super::ours::OurSource;
-use super::pull::{blocking, real_clock, wall_ms, PullConfig, Puller, Step};
+use super::pull::{real_clock, wall_ms, PullConfig, Puller, Step};
 use super::report::Report;
 use super::stats::ReconcileStats;
 use super::store::{load_cursor, save_cursor};
 use super::{ms, ReconcileError};
+use crate::blocking;
 use crate::cdr::rfc3339_ms;
 use crate::config::Config;
 use crate::msapi::CallRecordsApi;
