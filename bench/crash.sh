@@ -15,6 +15,9 @@
 #
 # Reload mode (OCEDGE_RELOADS=N): instead of the kill, SIGHUP (reload) N times, once a
 # second from KILL_AFTER; no call may fail, e.g. OCEDGE_RELOADS=5 bench/crash.sh 200 2000 2.
+# Disk load (OCEDGE_DISK_LOAD=1): while SIPp runs, a loop writes 64 MB files with fdatasync
+# next to the spool (each deleted before the next), so the accuracy check also proves that
+# no disk wait of the gateway's (fsyncs above all) delays SIP messages.
 # Environment: OCEDGE_BIN (default target/debug/ocedge), OCEDGE_SHARED (default ../shared),
 #              OCEDGE_CRASH_DIR (default target/crash; wiped first),
 #              OCEDGE_MAX_DIFF_MS (default 20: p99 duration difference allowed without a kill).
@@ -64,6 +67,16 @@ wait_port udp 5070
     -log_file uac.log \
     >"$work/uac.out" 2>&1) &
 uac=$!
+load=
+if [ -n "${OCEDGE_DISK_LOAD:-}" ]; then
+    (while :; do
+        dd if=/dev/zero of="$work/disk-load" bs=1M count=64 conv=fdatasync 2>/dev/null
+        rm -f "$work/disk-load"
+    done) &
+    load=$!
+    pids+=($load)
+    echo "crash: disk load on (64 MB writes with fdatasync, in a loop)"
+fi
 
 faults() { # JSON body
     python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8089/emulator/faults", data=sys.argv[1].encode(), headers={"Content-Type": "application/json"}), timeout=10).read()' "$1"
@@ -96,6 +109,11 @@ fi
 rc=0
 wait "$uac" || rc=$?
 echo "crash: SIPp UAC finished (rc=$rc)"
+if [ -n "$load" ]; then
+    kill "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    rm -f "$work/disk-load"
+fi
 if [ -n "${OCEDGE_RELOADS:-}" ]; then
     failed=$(tail -n 1 "$work/uac.csv" | awk -F';' '{print $18}')
     if [ "$rc" != 0 ] || [ "$failed" != 0 ]; then
