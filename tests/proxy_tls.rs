@@ -115,6 +115,10 @@ async fn expect_refused(attempt: std::io::Result<Ua>, l_ms: SocketAddr) {
     }
 }
 
+/// Microsoft's own Record-Route entry and Contact, as its proxies write them: host names.
+const MS_RR: &str = "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls;lr>";
+const MS_CONTACT: &str = "sip:api-du-b-uswe.pstnhub.microsoft.com:443;transport=tls;x-i=7c1d";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_calls_both_ways_with_mutual_auth() {
     bounded(async {
@@ -125,16 +129,26 @@ async fn tls_calls_both_ways_with_mutual_auth() {
         // sip.pstnhub.microsoft.com, or it would not have finished the handshake.
         let mut ms_in = s.ms_srv.accept(WAIT).await;
 
-        // Microsoft → carrier over the connection the Microsoft proxy opens.
+        // Microsoft → carrier over the connection the Microsoft proxy opens. As Microsoft
+        // does, its Record-Route and Contact are host names the gateway cannot resolve.
         let mut msp = s.ms_client().await;
         let ruri = callee_uri("+12065550100", l_ms);
         let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
-        msp.send(l_ms, &call.invite(&ruri)).await;
+        let mut invite = call.invite(&ruri);
+        invite.contact = Some(format!("<{MS_CONTACT}>"));
+        invite.extra.push(("Record-Route".into(), MS_RR.into()));
+        msp.send(l_ms, &invite).await;
         let inv = s.sbc.expect_request("INVITE").await;
         let rr = inv.hs("Record-Route");
-        assert_eq!(rr.len(), 2, "double Record-Route:\n{}", inv.dump());
+        assert_eq!(
+            rr.len(),
+            3,
+            "double Record-Route over Microsoft's:\n{}",
+            inv.dump()
+        );
         assert_rr(&rr[0], &l_c.to_string(), "udp");
         assert_rr(&rr[1], &s.advertised(), "tls");
+        assert_eq!(rr[2], MS_RR);
         msp.expect_response(100).await;
         let uas_tag = tag();
         let sbc_contact = format!("<sip:sbc@{};transport=udp>", s.sbc.local);
@@ -158,6 +172,8 @@ async fn tls_calls_both_ways_with_mutual_auth() {
             ok.dump()
         );
         call.established(&ok);
+        // The Microsoft proxy pops its own entry before the ACK reaches us.
+        call.route_set.retain(|r| r != MS_RR);
         msp.send(l_ms, &call.ack_2xx()).await;
         let ack = s.sbc.expect_request("ACK").await;
         assert_eq!(
@@ -165,9 +181,13 @@ async fn tls_calls_both_ways_with_mutual_auth() {
             format!("sip:sbc@{};transport=udp", s.sbc.local),
             "in-dialog requests reach the SBC at its own Contact"
         );
+        // The SBC's BYE names Microsoft's host names only: it follows the flow in our
+        // Record-Route back over the connection the INVITE came on.
         let mut callee = Leg::callee("UDP", s.sbc.local, &inv, &uas_tag);
         s.sbc.send(l_c, &callee.in_dialog("BYE")).await;
         let bye = msp.expect_request("BYE").await;
+        assert_eq!(bye.ruri(), MS_CONTACT, "{}", bye.dump());
+        assert_eq!(bye.hs("Route"), [MS_RR], "{}", bye.dump());
         assert!(
             bye.hs("Via")[0].starts_with(&format!("SIP/2.0/TLS {};", s.advertised())),
             "toward Microsoft we are our FQDN:\n{}",

@@ -22,6 +22,7 @@ use crate::config::Side;
 use crate::proxy::contact;
 use crate::proxy::dispatch::{DestId, DestSet, HealthChange};
 use crate::proxy::flood::{FloodControl, FloodVerdict};
+use crate::proxy::flow;
 use crate::proxy::policy::{Policy, Verdict};
 use crate::proxy::route::{ListenerInfo, Routing, BRANCH_PREFIX};
 use crate::proxy::transaction::{
@@ -32,7 +33,7 @@ use crate::sip::edit::Editor;
 use crate::sip::headers::NameAddr;
 use crate::sip::message::ParseFailure;
 use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
-use crate::sip::uri::Uri;
+use crate::sip::uri::{Host, Uri};
 use crate::sip::validate::{self, Decision};
 use crate::sip::{Limits, Message, Method};
 use crate::transport::Target;
@@ -557,7 +558,8 @@ impl Proxy {
     /// Loose routing (§16.4, §16.6 step 6): pops our own Route entries (two with double
     /// Record-Route) and resolves the next Route, or the Request-URI. A Request-URI that is
     /// one of our rewritten Contacts is replaced by the original it carries
-    /// ([`super::contact`]).
+    /// ([`super::contact`]). Toward Microsoft, a next hop that does not resolve (a host
+    /// name of theirs) goes to the flow in our popped entry ([`super::flow`]).
     fn next_hop(&self, msg: &Message, to_side: Side) -> Option<Hop> {
         let routes = msg.routes().ok()?;
         let pops = self.ours(&routes);
@@ -567,10 +569,12 @@ impl Proxy {
             pops,
             request_uri,
         };
+        let ours = routes.get(..pops).unwrap_or_default();
         if let Some(next) = routes.get(pops) {
             return self
                 .routing
                 .resolve(&next.uri, to_side)
+                .or_else(|| self.flow_hop(ours, &next.uri, to_side))
                 .map(|r| hop(r, None));
         }
         let uri = msg.request_uri()?;
@@ -582,7 +586,31 @@ impl Proxy {
                 return resolved.map(|r| hop(r, Some(orig)));
             }
         }
-        self.routing.resolve(&uri, to_side).map(|r| hop(r, None))
+        self.routing
+            .resolve(&uri, to_side)
+            .or_else(|| self.flow_hop(ours, &uri, to_side))
+            .map(|r| hop(r, None))
+    }
+
+    /// The Microsoft proxy named by the flow token of one of `ours` (our popped Route
+    /// entries), if the relay rule accepts it; with `next`'s host as TLS name when it is a
+    /// name and the flow is no configured target.
+    fn flow_hop(
+        &self,
+        ours: &[NameAddr<'_>],
+        next: &Uri<'_>,
+        to_side: Side,
+    ) -> Option<(Target, Option<String>)> {
+        if to_side != Side::Microsoft {
+            return None;
+        }
+        let token = ours.iter().find_map(|r| r.uri.param(flow::FLOW))??;
+        let (target, name) = self.routing.relay(flow::decode(token)?, to_side)?;
+        let name = name.or_else(|| match next.host {
+            Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
+            _ => None,
+        });
+        Some((target, name))
     }
 
     /// The Contact value to send toward Microsoft from listener `via` (`None`: leave it).
@@ -607,7 +635,7 @@ impl Proxy {
         dest: Option<DestId>,
         pops: usize,
     ) {
-        let ingress = self.pending.get(&sid).map(|p| p.listener);
+        let ingress = self.pending.get(&sid).map(|p| (p.listener, p.source));
         let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
         let Some(bytes) =
             self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
@@ -637,15 +665,17 @@ impl Proxy {
     }
 
     /// Builds the forwarded request: our Via, Max-Forwards − 1, our Route entries popped,
-    /// double Record-Route for dialog-creating requests (we always change side), the
-    /// destination side's stripped headers removed.
+    /// double Record-Route for dialog-creating requests (we always change side; the entry
+    /// facing Microsoft carries the dialog's Microsoft proxy, [`super::flow`]), the
+    /// destination side's stripped headers removed. `ingress`: the listener the request
+    /// arrived on and its source.
     fn edit_request(
         &mut self,
         msg: &Message,
         to_side: Side,
         target: Target,
         pops: usize,
-        ingress: Option<usize>,
+        ingress: Option<(usize, Target)>,
         request_uri: Option<&str>,
     ) -> Option<Bytes> {
         let egress = self.routing.egress(to_side, target.transport)?.clone();
@@ -658,13 +688,21 @@ impl Proxy {
         let (rr_in, rr_out) = if dialog_creating {
             // The caller-side entry names the listener the request really arrived on, so
             // the caller's in-dialog requests come back the way it first reached us.
-            let ingress = match ingress.and_then(|i| self.routing.listener(i)) {
+            let (listener, source) = match ingress {
+                Some((i, source)) => (self.routing.listener(i), Some(source)),
+                None => (None, None),
+            };
+            let listener = match listener {
                 Some(l) => l,
                 None => self.routing.egress(from_side, target.transport)?,
             };
+            let (flow_in, flow_out) = match to_side {
+                Side::Microsoft => (None, Some(target)),
+                Side::Carrier => (source, None),
+            };
             (
-                record_route(&ingress.advertise, ingress.transport),
-                record_route(&egress.advertise, egress.transport),
+                record_route(&listener.advertise, listener.transport, flow_in),
+                record_route(&egress.advertise, egress.transport, flow_out),
             )
         } else {
             (String::new(), String::new())
@@ -716,8 +754,17 @@ impl Proxy {
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE";
 
-fn record_route(advertise: &str, t: crate::transport::Transport) -> String {
-    format!("<sip:{advertise};transport={};lr>", t.as_str())
+/// Our Record-Route entry for `advertise`; `flow`: the Microsoft proxy it faces.
+fn record_route(advertise: &str, t: crate::transport::Transport, flow: Option<Target>) -> String {
+    match flow {
+        Some(f) => format!(
+            "<sip:{advertise};transport={};lr;{}={}>",
+            t.as_str(),
+            flow::FLOW,
+            flow::encode(f)
+        ),
+        None => format!("<sip:{advertise};transport={};lr>", t.as_str()),
+    }
 }
 
 pub(super) fn is_failover_status(status: u16) -> bool {

@@ -8,6 +8,7 @@
 //!
 //! - [`calls`]: calls both ways, Via/Record-Route/Max-Forwards/strip edits, ACK and BYE
 //!   loose-routed, OPTIONS to the gateway, in-dialog routing (404, 408).
+//! - [`flow`]: in-dialog requests to Microsoft's host names follow our Record-Route's flow.
 //! - [`failover`]: SBC choice, failover on 503/408/Timer B, 503 when none is left, Timer C.
 //! - [`health`]: call results and OPTIONS probes driving destination health.
 //! - [`guards`]: ACL, first look, loops, flood control, overload, policy.
@@ -20,6 +21,7 @@ mod net;
 mod calls;
 mod cancel;
 mod failover;
+mod flow;
 mod guards;
 mod health;
 mod lifetime;

@@ -18,6 +18,7 @@ pub mod contact;
 pub mod core;
 pub mod dispatch;
 pub mod flood;
+pub mod flow;
 pub mod numbers_policy;
 pub mod policy;
 pub mod route;

@@ -201,31 +201,36 @@ impl Routing {
                     Host::V6(a) => IpAddr::V6(a),
                     _ => return None,
                 };
-                let port = uri
-                    .port
-                    .unwrap_or(default_port(transport.unwrap_or(Transport::Udp)));
-                let addr = SocketAddr::new(ip, port);
-                if let Some(p) = self
-                    .peers
-                    .iter()
-                    .find(|p| p.side == side && p.target.addr == addr)
-                {
-                    return Some((p.target, Some(p.name.clone())));
-                }
-                if self.acl(side).is_empty() || !self.acl(side).allows(ip) {
-                    // An empty ACL allows any source, but is no licence to relay anywhere.
-                    return None;
-                }
-                Some((
+                let transport = transport.unwrap_or(Transport::Udp);
+                let port = uri.port.unwrap_or(default_port(transport));
+                self.relay(
                     Target {
-                        transport: transport.unwrap_or(Transport::Udp),
-                        addr,
+                        transport,
+                        addr: SocketAddr::new(ip, port),
                     },
-                    None,
-                ))
+                    side,
+                )
             }
             Host::None => None,
         }
+    }
+
+    /// The relay rule for an address a message names (an IP literal, a flow token): a
+    /// configured peer of `side` (as configured, with its TLS name), else an address inside
+    /// that side's ACL. `None` otherwise.
+    pub fn relay(&self, to: Target, side: Side) -> Option<(Target, Option<String>)> {
+        if let Some(p) = self
+            .peers
+            .iter()
+            .find(|p| p.side == side && p.target.addr == to.addr)
+        {
+            return Some((p.target, Some(p.name.clone())));
+        }
+        if self.acl(side).is_empty() || !self.acl(side).allows(to.addr.ip()) {
+            // An empty ACL allows any source, but is no licence to relay anywhere.
+            return None;
+        }
+        Some((to, None))
     }
 }
 

@@ -2,15 +2,13 @@
 //! double Record-Route, stripped headers), responses relayed with our Via popped, ACK and
 //! BYE loose-routed, OPTIONS to the gateway, and in-dialog routing limits.
 
-use super::msg::{callee_request, parse, reply, to_tag, top_branch, val, vals, via, Call, Req};
+use super::msg::{
+    callee_request, parse, reply, rr, rr_ms, to_tag, top_branch, val, vals, via, Call, Req,
+};
 use super::net::{Net, Spec, CARRIER_HOST, GW_CARRIER, GW_MS, L_CARRIER, MS, MS_NAME, SBC1, T64};
 use crate::config::Side;
 use crate::proxy::route::BRANCH_PREFIX;
 use crate::transport::Transport;
-
-fn rr(addr: &str) -> String {
-    format!("<sip:{addr};transport=udp;lr>")
-}
 
 #[test]
 fn carrier_to_microsoft_call_from_invite_to_bye() {
@@ -55,7 +53,7 @@ fn carrier_to_microsoft_call_from_invite_to_bye() {
     assert!(v[0].ends_with(";rport"), "{v:?}");
     assert_eq!(v[1], via(SBC1, "c1"));
     assert_eq!(val(m, "Max-Forwards").as_deref(), Some("69"));
-    assert_eq!(vals(m, "Record-Route"), [rr(GW_MS), rr(GW_CARRIER)]);
+    assert_eq!(vals(m, "Record-Route"), [rr_ms(MS), rr(GW_CARRIER)]);
     assert!(vals(m, "X-Carrier-Internal").is_empty(), "stripped");
     assert_eq!(vals(m, "X-Kept"), ["yes"]);
     assert_eq!(val(m, "Call-ID"), val(&call.msg(), "Call-ID"));
@@ -72,11 +70,11 @@ fn carrier_to_microsoft_call_from_invite_to_bye() {
     assert_eq!(out.all(), [(SBC1, "200".into())]);
     let answer = out.0[0].msg.clone();
     assert_eq!(vals(&answer, "Via"), [via(SBC1, "c1")]);
-    assert_eq!(vals(&answer, "Record-Route"), [rr(GW_MS), rr(GW_CARRIER)]);
+    assert_eq!(vals(&answer, "Record-Route"), [rr_ms(MS), rr(GW_CARRIER)]);
 
     // The ACK for the 2xx goes statelessly along the route set to the Contact.
     let ack = call.in_dialog("ACK", 1, "c1-ack", &answer).msg();
-    assert_eq!(vals(&ack, "Route"), [rr(GW_CARRIER), rr(GW_MS)]);
+    assert_eq!(vals(&ack, "Route"), [rr(GW_CARRIER), rr_ms(MS)]);
     net.from(SBC1, ack.clone());
     let out = net.take();
     assert_eq!(out.all(), [(MS, "ACK".into())]);
@@ -135,8 +133,8 @@ fn microsoft_to_carrier_call_and_bye_from_the_callee() {
     assert!(vals(&inv, "Via")[0].starts_with(&format!("SIP/2.0/UDP {GW_CARRIER};branch=")));
     assert_eq!(
         vals(&inv, "Record-Route"),
-        [rr(GW_CARRIER), rr(GW_MS)],
-        "top faces the callee"
+        [rr(GW_CARRIER), rr_ms(MS)],
+        "top faces the callee; the Microsoft-side entry names the caller's proxy"
     );
     assert!(
         vals(&inv, "X-MS-Internal").is_empty(),
@@ -149,7 +147,7 @@ fn microsoft_to_carrier_call_and_bye_from_the_callee() {
 
     // The callee hangs up: its route set is the Record-Route in order.
     let bye = callee_request("BYE", SBC1, "sbc-bye", &inv, &ok).msg();
-    assert_eq!(vals(&bye, "Route"), [rr(GW_CARRIER), rr(GW_MS)]);
+    assert_eq!(vals(&bye, "Route"), [rr(GW_CARRIER), rr_ms(MS)]);
     net.from(SBC1, bye);
     let out = net.take();
     assert_eq!(out.all(), [(MS, "BYE".into())]);
@@ -385,7 +383,11 @@ fn transport_change_records_the_listener_each_side_really_uses() {
     assert_eq!(
         vals(inv, "Record-Route"),
         [
-            "<sip:10.0.0.1:5067;transport=tcp;lr>".to_string(),
+            format!(
+                "<sip:10.0.0.1:5067;transport=tcp;lr;oc-flow=tcp-{}-{}>",
+                ms.addr.ip(),
+                ms.addr.port()
+            ),
             rr(GW_CARRIER)
         ]
     );

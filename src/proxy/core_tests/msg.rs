@@ -178,6 +178,21 @@ pub(super) fn reply(req: &Message, status: u16, to_tag: &str, peer: Target) -> M
     parse(s.as_bytes())
 }
 
+/// Our Record-Route entry for the UDP listener `addr`.
+pub(super) fn rr(addr: &str) -> String {
+    format!("<sip:{addr};transport=udp;lr>")
+}
+
+/// Our Microsoft-side entry: [`rr`] of that listener with the dialog's Microsoft proxy as
+/// flow token.
+pub(super) fn rr_ms(flow: Target) -> String {
+    format!(
+        "<sip:{};transport=udp;lr;oc-flow={}>",
+        super::net::GW_MS,
+        crate::proxy::flow::encode(flow)
+    )
+}
+
 /// `SIP/2.0/{T} addr;branch=z9hG4bK{branch}`.
 pub(super) fn via(from: Target, branch: &str) -> String {
     format!(

@@ -1,0 +1,103 @@
+//! Flow tokens: the Microsoft proxy of a dialog, carried in our own Record-Route.
+//!
+//! Microsoft's SIP proxies Record-Route and write Contacts with host names
+//! (`sip-du-a-us.pstnhub.microsoft.com`, `api-du-b-euwe.pstnhub.microsoft.com:443`), names
+//! that are not in the configuration and that this gateway does not look up in DNS. So the
+//! Record-Route entry we write facing Microsoft on a dialog-creating request carries, in the
+//! [`FLOW`] parameter, the Microsoft proxy of that dialog: where the request came from, or
+//! the target we sent it to — the flow-token idea of RFC 5626 §5.3. An in-dialog request
+//! toward Microsoft whose next hop (the next Route, else the Request-URI) does not resolve
+//! goes to that flow, with its Route set and Request-URI as they are, so Microsoft's proxy
+//! routes it by its own Record-Route. The next hop's host name, when it is one, is the TLS
+//! name verified if a new connection must be opened.
+//!
+//! The token is `TRANSPORT-IP-PORT` (`tls-52.114.1.2-5061`, `udp-[2603:1063::1]-5060`): no
+//! state, so a restarted gateway still routes every dialog. It is a next hop like any other:
+//! it must name a configured Microsoft target or an address inside the Microsoft ACL, so a
+//! forged token cannot make the gateway relay anywhere else.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::transport::{Target, Transport};
+
+/// The Record-Route URI parameter carrying the flow.
+pub const FLOW: &str = "oc-flow";
+
+/// The token for `t`.
+pub fn encode(t: Target) -> String {
+    let ip = match t.addr.ip() {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    format!("{}-{ip}-{}", t.transport.as_str(), t.addr.port())
+}
+
+/// The target a token names; `None` for anything [`encode`] would not write.
+pub fn decode(token: &[u8]) -> Option<Target> {
+    let s = std::str::from_utf8(token).ok()?;
+    let (transport, rest) = s.split_once('-')?;
+    let (ip, port) = rest.rsplit_once('-')?;
+    let transport = match transport {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        _ => return None,
+    };
+    let ip: IpAddr = match ip.strip_prefix('[') {
+        Some(v6) => IpAddr::V6(v6.strip_suffix(']')?.parse().ok()?),
+        None => IpAddr::V4(ip.parse().ok()?),
+    };
+    Some(Target {
+        transport,
+        addr: SocketAddr::new(ip, port.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(transport: Transport, addr: &str) -> Target {
+        Target {
+            transport,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_for_every_transport_and_family() {
+        for (target, text) in [
+            (t(Transport::Tls, "52.114.1.2:5061"), "tls-52.114.1.2-5061"),
+            (t(Transport::Udp, "127.0.0.1:5070"), "udp-127.0.0.1-5070"),
+            (
+                t(Transport::Tcp, "[2603:1063::1]:5060"),
+                "tcp-[2603:1063::1]-5060",
+            ),
+        ] {
+            assert_eq!(encode(target), text);
+            assert_eq!(decode(text.as_bytes()), Some(target), "{text}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_no_token() {
+        for bad in [
+            "",
+            "tls",
+            "tls-52.114.1.2",
+            "sctp-52.114.1.2-5061",
+            "TLS-52.114.1.2-5061",
+            "tls-52.114.1.2-70000",
+            "tls-52.114.1-5061",
+            "tls-host.example.com-5061",
+            "tls-2603:1063::1-5060",
+            "tls-[52.114.1.2]-5061",
+            "tls-[2603:1063::1-5060",
+            "udp-52.114.1.2-5061-5",
+            "udp-52.114.1.2--5061",
+        ] {
+            assert_eq!(decode(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(decode(&[0xff, b'-', b'1']), None);
+    }
+}
