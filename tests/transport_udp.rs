@@ -159,6 +159,25 @@ async fn every_socket_of_a_group_receives_and_ports_are_free_after_stop() {
     for _ in 0..32 {
         r.next().await;
     }
+    // A second gateway cannot join the running one's UDP port through SO_REUSEPORT (it
+    // would take a share of the datagrams): its start fails with the address in use.
+    let mut twin = setup(&[(Side::Carrier, Transport::Udp, &udp.to_string())]);
+    twin.transport.udp_sockets = 4;
+    let (tx, _inbox) = tokio::sync::mpsc::unbounded_channel();
+    let sink = std::sync::Arc::new(move |m: ocedge::transport::Inbound| {
+        let _ = tx.send(m);
+    });
+    let refused = ocedge::transport::Transports::start(
+        &twin,
+        sink,
+        tokio_util::sync::CancellationToken::new(),
+        &tokio_util::task::TaskTracker::new(),
+    )
+    .await;
+    let Err(err) = refused else {
+        panic!("a second group bound a UDP port in use");
+    };
+    assert!(err.to_string().contains("in use"), "{err}");
     r.stop().await;
 
     // The same ports bind again at once after shutdown.

@@ -38,6 +38,15 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Binds `count` sockets (at least one) to `addr` with SO_REUSEPORT. With port 0 the first
 /// socket picks the port and the others join it.
 pub(crate) fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<Arc<UdpSocket>>> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second gateway (same user) join a running one's port and
+        // take half its datagrams, silently. A plain bind first fails if anyone holds it.
+        let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&addr.into())?;
+    }
     let first = bind_one(addr)?;
     let addr = first.local_addr()?;
     let mut group = vec![Arc::new(first)];
