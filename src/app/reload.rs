@@ -1,5 +1,6 @@
 //! Reload (SIGHUP and `POST /admin/reload`): a new configuration is read and checked in
-//! full; if anything is wrong the running one stays and the error says why. Otherwise the
+//! full (peer host names looked up again, [`crate::config::peer`]); if anything is wrong
+//! the running one stays and the error says why. Otherwise the
 //! certificates (new handshakes use them, live connections keep theirs), the peers, SBC
 //! sets, ACLs, flood limits, stripped headers, number-policy switches, emergency list and
 //! call limits take effect at once, transactions and calls under way untouched. Settings

@@ -8,6 +8,7 @@
 
 mod admin;
 mod check;
+pub mod peer;
 mod reconcile;
 mod schema;
 
@@ -138,6 +139,30 @@ mod tests {
         assert!(e.contains("max_mesage") && e.contains("line 2"), "{e}");
         assert!(
             e.contains("invalid duration") && e.contains("line 4"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn peer_addresses_may_be_names_resolved_at_load() {
+        let text = with("").replace("addr = \"127.0.0.1:5070\"", "addr = \"localhost:5070\"");
+        let c = Config::parse(&text, "t").unwrap();
+        let ms = c.microsoft.unwrap();
+        assert_eq!(ms.targets[0].addr, "127.0.0.1:5070".parse().unwrap());
+
+        let text = with("").replace(
+            "addr = \"127.0.0.1:5072\"",
+            "addr = \"sbc1.ocedge.invalid:5072\"",
+        );
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        let line = text
+            .lines()
+            .position(|l| l.contains("sbc1.ocedge.invalid"))
+            .unwrap()
+            + 1;
+        assert!(
+            e.contains("cannot resolve \"sbc1.ocedge.invalid\"")
+                && e.contains(&format!("line {line}, column 8")),
             "{e}"
         );
     }

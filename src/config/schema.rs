@@ -213,13 +213,15 @@ impl Default for Flood {
     }
 }
 
-/// A peer address, as `host:port` (IP literal) with its transport.
+/// A Microsoft target: its name, address and transport.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MsTarget {
     /// Name for logs, metrics and TLS name checks (e.g. `sip.pstnhub.microsoft.com`).
     pub name: String,
-    /// Address to send to.
+    /// Address to send to: written as `IP:PORT` or `HOST:PORT`, a name resolved at load
+    /// ([`super::peer`]).
+    #[serde(deserialize_with = "super::peer::deserialize")]
     pub addr: SocketAddr,
     /// Transport to use.
     pub transport: Transport,
@@ -282,7 +284,9 @@ pub struct Microsoft {
 pub struct Sbc {
     /// Name for logs and metrics.
     pub name: String,
-    /// Address to send to.
+    /// Address to send to: written as `IP:PORT` or `HOST:PORT`, a name resolved at load
+    /// ([`super::peer`]).
+    #[serde(deserialize_with = "super::peer::deserialize")]
     pub addr: SocketAddr,
     /// Transport to use.
     pub transport: Transport,
