@@ -132,13 +132,15 @@ impl<P: Policy + Attribute> CallTracker<P> {
 
     /// A 2xx to an in-dialog INVITE or UPDATE: the session is refreshed (RFC 4028 §10),
     /// with the interval this 2xx negotiated, or none when it carries no Session-Expires.
+    /// A changed interval is journaled again (a new `Open` of the same call replaces the
+    /// last), so a call recovered after a restart keeps the interval last negotiated.
     pub(super) fn refreshed(&mut self, now: Millis, ids: &Ids<'_>, msg: &Message) {
         let Some((id, by_caller)) = self.find_dialog(ids) else {
             return;
         };
         let seq = ids.cseq.seq;
         let is_invite = ids.cseq.method == Method::Invite;
-        let Some(d) = self.dialog_mut(id) else {
+        let Some(Entry::Dialog(d)) = self.table.get_mut(id) else {
             return;
         };
         if by_caller && is_invite && d.invite_cseq == Some(seq) {
@@ -150,6 +152,15 @@ impl<P: Policy + Attribute> CallTracker<P> {
         d.last_refresh = Some((by_caller, seq));
         d.recovered = false;
         d.session = session_of(msg, now);
+        let interval = d.session.map(|s| s.interval_s);
+        if interval != d.open.session_expires_s {
+            d.open.session_expires_s = interval;
+            if self.sink.open(&d.open).is_err() {
+                // The call goes on, timed in memory; a restart would give it the journaled
+                // interval.
+                self.stats.open_failed += 1;
+            }
+        }
         self.reschedule(id);
     }
 

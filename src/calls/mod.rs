@@ -48,7 +48,8 @@
 //!
 //! [`CallTracker::recover`] re-inserts the calls journaled before a restart: a BYE then
 //! closes one with its true duration (the answer time comes from the journal). A
-//! session-timed one gets a fresh interval from the restart. Until any in-dialog message
+//! session-timed one gets its last negotiated interval (a refresh that changes it journals
+//! the call again), counted from the restart. Until any in-dialog message
 //! shows it alive, a recovered call ends as `recovered`: at its session expiry, else at
 //! answer + maximum duration (at once when that is already past); once seen alive it ends
 //! like any other call.

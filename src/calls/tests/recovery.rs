@@ -106,6 +106,27 @@ fn a_session_timed_call_gets_a_fresh_interval_from_the_restart() {
 }
 
 #[test]
+fn a_recovered_call_keeps_the_interval_last_negotiated() {
+    let d = Dlg::new("rec-se-changed");
+    let mut h = H::new();
+    h.at(0).start(&d);
+    h.answer(&d, "t", &["Session-Expires: 1800;refresher=uac"]);
+    let se = "Session-Expires: 90;refresher=uac";
+    h.at(60_000)
+        .req(Side::Carrier, &d.caller_req("UPDATE", 2, "t", &[se]))
+        .resp(Side::Carrier, &d.resp(200, Some("t"), "2 UPDATE", &[se]));
+    // The spool keeps the last Open of a call: what recovery reads.
+    let last = h.sink.opens().pop().expect("journaled");
+    assert_eq!(last.session_expires_s, Some(90));
+    let mut h = restarted(EPOCH + 100_000, vec![last]);
+    assert_eq!(h.t.poll_timeout(), Some(Millis(90_000)), "not 1800 s");
+    h.at(90_000);
+    let r = h.record();
+    assert_eq!(r.end_reason, EndReason::Recovered);
+    assert_eq!(r.end_ms, EPOCH + 190_000);
+}
+
+#[test]
 fn recovering_a_call_twice_holds_it_once() {
     let d = Dlg::new("twice");
     let j = journal(&[(&d, 0, &[])]);

@@ -48,12 +48,18 @@ fn refreshes_by_reinvite_and_update_push_the_expiry_then_it_expires() {
     );
     h.at(121_000);
     assert!(h.records().is_empty(), "refreshed: not at the first expiry");
+    assert_eq!(h.sink.opens().len(), 1, "same interval: journaled once");
     // The callee refreshes with an UPDATE and a longer interval.
     let se = "Session-Expires: 300;refresher=uas";
     h.at(150_000)
         .req(Side::Microsoft, &d.callee_req("UPDATE", 1, "t", &[se]));
     h.at(150_100)
         .resp(Side::Microsoft, &d.callee_req_ok("UPDATE", 1, "t", &[se]));
+    // The new interval is journaled again: a restart would recover it.
+    let opens = h.sink.opens();
+    assert_eq!(opens.len(), 2);
+    assert_eq!(opens[1].session_expires_s, Some(300));
+    assert_eq!(opens[1].record.id, opens[0].record.id);
     h.at(450_099);
     assert!(h.records().is_empty());
     h.at(450_100);
