@@ -1,0 +1,344 @@
+//! Forwarding: the destination choice and failover, loose routing of in-dialog requests
+//! (our Route entries popped, rewritten Contacts and flow tokens followed), the forward edit
+//! (Via, Max-Forwards, double Record-Route, stripped headers) and stateless 2xx ACKs.
+
+use super::*;
+
+impl Proxy {
+    /// Picks the next untried destination of the other side and forwards there. False when
+    /// none is left: the caller answers (503 when nothing could be tried, 408 after a timeout,
+    /// the last response otherwise — RFC 3261 §16.7 step 6).
+    pub(super) fn forward_to_next(&mut self, now: Millis, sid: ServerId) -> bool {
+        let Some(p) = self.pending.get(&sid) else {
+            return true;
+        };
+        if p.cancelled {
+            return false;
+        }
+        let to_side = p.from_side.other();
+        let tried = p.tried.clone();
+        let Some(dest) = self.sets[idx(to_side)].pick(&tried) else {
+            return false;
+        };
+        let d = self.sets[idx(to_side)].dest(dest);
+        let (target, name) = (d.target, d.tls_name.clone());
+        if let Some(p) = self.pending.get_mut(&sid) {
+            p.tried.push(dest);
+        }
+        let Some(request) = self.pending.get(&sid).and_then(|p| p.request.clone()) else {
+            return false;
+        };
+        let pops = self.our_route_pops(&request);
+        let dest_name = self.sets[idx(to_side)].dest(dest).name.clone();
+        self.policy.on_forward(now, &request, &dest_name);
+        self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
+        true
+    }
+
+    pub(super) fn forward_in_dialog(
+        &mut self,
+        now: Millis,
+        sid: ServerId,
+        msg: &Message,
+        to_side: Side,
+    ) {
+        match self.next_hop(msg, to_side) {
+            Some(Hop {
+                target,
+                name,
+                pops,
+                request_uri,
+            }) => {
+                if let (Some(uri), Some(p)) = (request_uri, self.pending.get_mut(&sid)) {
+                    p.rewrite = Some(uri);
+                }
+                self.forward_inner(now, sid, msg, to_side, target, name, None, pops)
+            }
+            None => {
+                self.stats.no_route += 1;
+                self.answer(now, sid, 404, &[]);
+            }
+        }
+    }
+
+    /// How many Route entries at the top of `msg` are ours (two with double Record-Route).
+    pub(super) fn our_route_pops(&self, msg: &Message) -> usize {
+        msg.routes().map(|r| self.ours(&r)).unwrap_or(0)
+    }
+
+    /// How many of `routes`, from the top, name us.
+    pub(super) fn ours(&self, routes: &[NameAddr<'_>]) -> usize {
+        routes
+            .iter()
+            .take_while(|r| self.routing.is_us(&r.uri))
+            .count()
+    }
+
+    /// Loose routing (§16.4, §16.6 step 6): pops our own Route entries (two with double
+    /// Record-Route) and resolves the next Route, or the Request-URI. A Request-URI that is
+    /// one of our rewritten Contacts is replaced by the original it carries
+    /// ([`super::contact`]). Toward Microsoft, a next hop that does not resolve (a host
+    /// name of theirs) goes to the flow in our popped entry ([`super::flow`]).
+    pub(super) fn next_hop(&self, msg: &Message, to_side: Side) -> Option<Hop> {
+        let routes = msg.routes().ok()?;
+        let pops = self.ours(&routes);
+        let hop = |(target, name): (Target, Option<String>), request_uri| Hop {
+            target,
+            name,
+            pops,
+            request_uri,
+        };
+        let ours = routes.get(..pops).unwrap_or_default();
+        if let Some(next) = routes.get(pops) {
+            return self
+                .routing
+                .resolve(&next.uri, to_side)
+                .or_else(|| self.flow_hop(ours, &next.uri, to_side))
+                .map(|r| hop(r, None));
+        }
+        let uri = msg.request_uri()?;
+        if to_side == Side::Carrier && self.routing.is_us(&uri) {
+            if let Some(orig) = contact::original(&uri) {
+                let resolved = self
+                    .routing
+                    .resolve(&Uri::parse(orig.as_bytes()).ok()?, to_side);
+                return resolved.map(|r| hop(r, Some(orig)));
+            }
+        }
+        self.routing
+            .resolve(&uri, to_side)
+            .or_else(|| self.flow_hop(ours, &uri, to_side))
+            .map(|r| hop(r, None))
+    }
+
+    /// The Microsoft proxy named by the flow token of one of `ours` (our popped Route
+    /// entries), if the relay rule accepts it; with `next`'s host as TLS name when it is a
+    /// name and the flow is no configured target.
+    pub(super) fn flow_hop(
+        &self,
+        ours: &[NameAddr<'_>],
+        next: &Uri<'_>,
+        to_side: Side,
+    ) -> Option<(Target, Option<String>)> {
+        if to_side != Side::Microsoft {
+            return None;
+        }
+        let token = ours.iter().find_map(|r| r.uri.param(flow::FLOW))??;
+        let (target, name) = self.routing.relay(flow::decode(token)?, to_side)?;
+        let name = name.or_else(|| match next.host {
+            Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
+            _ => None,
+        });
+        Some((target, name))
+    }
+
+    /// The Contact value to send toward Microsoft from listener `via` (`None`: leave it).
+    pub(super) fn contact_for_microsoft(
+        &self,
+        msg: &Message,
+        via: &ListenerInfo,
+    ) -> Option<String> {
+        if !self.rewrite_contact {
+            return None;
+        }
+        let (contacts, _) = msg.contacts().ok()?;
+        contact::rewrite(&contacts, &via.advertise, via.transport)
+    }
+
+    /// The forward edit (§16.6) and the client transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_inner(
+        &mut self,
+        now: Millis,
+        sid: ServerId,
+        msg: &Message,
+        to_side: Side,
+        target: Target,
+        name: Option<String>,
+        dest: Option<DestId>,
+        pops: usize,
+    ) {
+        let ingress = self.pending.get(&sid).map(|p| (p.listener, p.source));
+        let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
+        let Some(bytes) =
+            self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
+        else {
+            return self.answer(now, sid, 500, &[]);
+        };
+        let Ok(out) = Message::parse(bytes, &Limits::DEFAULT) else {
+            return self.answer(now, sid, 500, &[]);
+        };
+        match self.layer.send_request(now, Some(sid), out, target) {
+            Ok(cid) => {
+                self.stats.forwarded_requests += 1;
+                self.clients.insert(
+                    cid,
+                    (ClientRole::Forward(sid, dest.map(|d| (to_side, d))), target),
+                );
+                self.side_ref(target, to_side);
+                if let Some(n) = name {
+                    self.tls_names.insert(target, n);
+                }
+            }
+            Err(_) => {
+                self.stats.overloaded += 1;
+                self.answer(now, sid, 503, &[]);
+            }
+        }
+    }
+
+    /// Builds the forwarded request: our Via, Max-Forwards − 1, our Route entries popped,
+    /// double Record-Route for dialog-creating requests (we always change side; the entry
+    /// facing Microsoft carries the dialog's Microsoft proxy, [`super::flow`]), the
+    /// destination side's stripped headers removed. `ingress`: the listener the request
+    /// arrived on and its source.
+    pub(super) fn edit_request(
+        &mut self,
+        msg: &Message,
+        to_side: Side,
+        target: Target,
+        pops: usize,
+        ingress: Option<(usize, Target)>,
+        request_uri: Option<&str>,
+    ) -> Option<Bytes> {
+        let egress = self.routing.egress(to_side, target.transport)?.clone();
+        let via = self.new_via(&egress.advertise, target.transport);
+        let dialog_creating = matches!(
+            msg.method(),
+            Some(Method::Invite | Method::Subscribe | Method::Refer)
+        ) && msg.to_tag_param().is_ok_and(|t| t.is_none());
+        let from_side = to_side.other();
+        let (rr_in, rr_out) = if dialog_creating {
+            // The caller-side entry names the listener the request really arrived on, so
+            // the caller's in-dialog requests come back the way it first reached us.
+            let (listener, source) = match ingress {
+                Some((i, source)) => (self.routing.listener(i), Some(source)),
+                None => (None, None),
+            };
+            let listener = match listener {
+                Some(l) => l,
+                None => self.routing.egress(from_side, target.transport)?,
+            };
+            let (flow_in, flow_out) = match to_side {
+                Side::Microsoft => (None, Some(target)),
+                Side::Carrier => (source, None),
+            };
+            (
+                record_route(&listener.advertise, listener.transport, flow_in),
+                record_route(&egress.advertise, egress.transport, flow_out),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let contact = if to_side == Side::Microsoft {
+            self.contact_for_microsoft(msg, &egress)
+        } else {
+            None
+        };
+        let mut e = Editor::new(msg);
+        e.push_via(via.as_bytes()).ok()?;
+        e.decrement_max_forwards().ok()?;
+        if let Some(c) = &contact {
+            e.set_contact(c.as_bytes()).ok()?;
+        }
+        for _ in 0..pops {
+            e.pop_route().ok()?;
+        }
+        if let Some(uri) = request_uri {
+            e.set_request_uri(uri.as_bytes()).ok()?;
+        }
+        if dialog_creating {
+            e.push_record_route(rr_in.as_bytes()).ok()?;
+            e.push_record_route(rr_out.as_bytes()).ok()?;
+        }
+        for h in &self.strip[idx(to_side)] {
+            e.remove_headers(h.as_bytes());
+        }
+        Some(e.finish())
+    }
+
+    pub(super) fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> String {
+        self.next_branch += 1;
+        let rport = if t == crate::transport::Transport::Udp {
+            ";rport"
+        } else {
+            ""
+        };
+        format!(
+            "SIP/2.0/{} {advertise};branch={BRANCH_PREFIX}{:x}.{:x}{rport}",
+            t.via_token(),
+            self.shard,
+            self.next_branch
+        )
+    }
+
+    /// Forwards an ACK for a 2xx statelessly (§16.11), loose-routed like any in-dialog
+    /// request, with a branch derived from the incoming one so retransmissions match.
+    pub(super) fn forward_ack(&mut self, msg: Message, from_side: Side) {
+        let to_side = from_side.other();
+        let Some(Hop {
+            target,
+            name,
+            pops,
+            request_uri,
+        }) = self.next_hop(&msg, to_side)
+        else {
+            self.stats.no_route += 1;
+            return;
+        };
+        let Some(egress) = self.routing.egress(to_side, target.transport).cloned() else {
+            return;
+        };
+        let incoming = msg.top_via_branch().ok().flatten().unwrap_or(b"");
+        let via = format!(
+            "SIP/2.0/{} {};branch={BRANCH_PREFIX}a{:016x}",
+            target.transport.via_token(),
+            egress.advertise,
+            fnv1a(incoming)
+        );
+        let mut e = Editor::new(&msg);
+        if e.push_via(via.as_bytes()).is_err() || e.decrement_max_forwards().is_err() {
+            return;
+        }
+        for _ in 0..pops {
+            if e.pop_route().is_err() {
+                return;
+            }
+        }
+        if let Some(uri) = &request_uri {
+            if e.set_request_uri(uri.as_bytes()).is_err() {
+                return;
+            }
+        }
+        for h in &self.strip[idx(to_side)] {
+            e.remove_headers(h.as_bytes());
+        }
+        let bytes = e.finish();
+        self.stats.forwarded_requests += 1;
+        self.send(target, Some(to_side), name, bytes);
+    }
+}
+
+/// Our Record-Route entry for `advertise`; `flow`: the Microsoft proxy it faces.
+pub(super) fn record_route(
+    advertise: &str,
+    t: crate::transport::Transport,
+    flow: Option<Target>,
+) -> String {
+    match flow {
+        Some(f) => format!(
+            "<sip:{advertise};transport={};lr;{}={}>",
+            t.as_str(),
+            flow::FLOW,
+            flow::encode(f)
+        ),
+        None => format!("<sip:{advertise};transport={};lr>", t.as_str()),
+    }
+}
+
+/// FNV-1a, for deriving stable branch ids from incoming ones.
+pub(super) fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
