@@ -55,6 +55,53 @@ async fn new_calls_follow_the_new_sbc_set_and_live_calls_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sbc_named_in_dns_moves_when_its_answer_changes() {
+    bounded(async {
+        let mut bed = Bed::start(temp_dir("reload-dns"), "").await;
+        let sbc2 = Ua::udp("127.0.0.1").await;
+        let reloader = bed.gw.running().reloader.clone();
+        // As if the file said addr = "sbc.carrier.test:PORT" (resolved to the first SBC).
+        let mut cfg = bed.gw.cfg.clone();
+        let old = {
+            let c = cfg.carrier.as_mut().expect("carrier");
+            c.sbcs[0].host = Some("sbc.carrier.test".into());
+            c.sbcs[0].addr
+        };
+        reloader.apply(cfg).expect("reload");
+        let same = |_: &str, port: u16| Ok(std::net::SocketAddr::new(old.ip(), port));
+        assert_eq!(reloader.refresh_peers_with(same), None, "same answer");
+
+        // The name now points at the second SBC: new calls go there.
+        let moved = sbc2.local;
+        let summary = reloader
+            .refresh_peers_with(|host: &str, _| {
+                assert_eq!(host, "sbc.carrier.test");
+                Ok(moved)
+            })
+            .expect("moved");
+        assert!(summary.contains(&format!("{old} -> {moved}")), "{summary}");
+        let mut sbc2 = sbc2;
+        let leg = bed.invite(Dir::Outbound, PSTN).await;
+        let inv = sbc2.expect_request("INVITE").await;
+        assert_eq!(inv.h("Call-ID").as_deref(), Some(leg.call_id.as_str()));
+        bed.sbc.expect_nothing(ms(150), "not the old address").await;
+        sbc2.reply(&inv, 486, Some(&tag()), None, None).await;
+        sbc2.expect_request("ACK").await;
+
+        // A failed lookup keeps the last address.
+        let failed = |_: &str, _: u16| Err("no answer".to_string());
+        assert_eq!(reloader.refresh_peers_with(failed), None);
+        let leg = bed.invite(Dir::Outbound, PSTN).await;
+        let inv = sbc2.expect_request("INVITE").await;
+        assert_eq!(inv.h("Call-ID").as_deref(), Some(leg.call_id.as_str()));
+        sbc2.reply(&inv, 486, Some(&tag()), None, None).await;
+        sbc2.expect_request("ACK").await;
+        bed.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_changes_apply_to_the_next_request() {
     bounded(async {
         let mut bed = Bed::start(temp_dir("reload-acl"), "").await;

@@ -266,8 +266,19 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let running = start_from(&cfg, Some(path)).await?;
     tracing::info!(listeners = cfg.listen.len(), "ocedge running");
+    // Peer names looked up again every node.dns_refresh ("0s": never).
+    let refresh = cfg.node.dns_refresh.0;
+    let period = refresh.max(std::time::Duration::from_secs(1));
+    let mut dns = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    dns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = dns.tick(), if !refresh.is_zero() => {
+                let r = running.reloader.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || r.refresh_peers()).await {
+                    tracing::error!(error = %e, "DNS refresh task failed");
+                }
+            }
             _ = hup.recv() => {
                 let r = running.reloader.clone();
                 match tokio::task::spawn_blocking(move || r.reload()).await {

@@ -7,6 +7,7 @@
 //! that need a restart (listeners, timers, limits, the API, the spool, admin) are named
 //! and left as they are.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -97,6 +98,7 @@ impl Reloader {
             },
             node: crate::config::Node {
                 fqdn: current.node.fqdn.clone(),
+                dns_refresh: current.node.dns_refresh,
                 ..new.node.clone()
             },
             cdr: crate::config::Cdr {
@@ -108,6 +110,59 @@ impl Reloader {
         };
         tracing::info!(%summary, "reload");
         Ok(summary)
+    }
+}
+
+impl Reloader {
+    /// Looks the peer addresses written as DNS names up again ([`crate::config::peer`]) and
+    /// moves the peers whose answer changed, as a reload would (new calls and probes go to
+    /// the new address; transactions and calls under way are untouched). A failed lookup
+    /// keeps that peer's last address. `Some(summary)` when anything moved.
+    pub fn refresh_peers(&self) -> Option<String> {
+        self.refresh_peers_with(crate::config::peer::resolve_name)
+    }
+
+    /// [`Reloader::refresh_peers`] with the lookup given (tests).
+    pub fn refresh_peers_with(
+        &self,
+        resolve: impl Fn(&str, u16) -> Result<SocketAddr, String>,
+    ) -> Option<String> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = current.clone();
+        let mut moved = Vec::new();
+        let mut look = |name: &str, host: &Option<String>, addr: &mut SocketAddr| {
+            let Some(host) = host else { return };
+            match resolve(host, addr.port()) {
+                Ok(a) if a != *addr => {
+                    moved.push(format!("{name} {addr} -> {a}"));
+                    *addr = a;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(peer = name, %error, "DNS lookup failed; last address kept");
+                }
+            }
+        };
+        if let Some(m) = next.microsoft.as_mut() {
+            for t in &mut m.targets {
+                look(&t.name, &t.host, &mut t.addr);
+            }
+        }
+        if let Some(c) = next.carrier.as_mut() {
+            for sbc in &mut c.sbcs {
+                look(&sbc.name, &sbc.host, &mut sbc.addr);
+            }
+        }
+        if moved.is_empty() {
+            return None;
+        }
+        let r = proxy_reload(&next);
+        self.shard
+            .modify(|p| p.reload(r, &next, self.shard.now()))?;
+        *current = next;
+        let summary = format!("peer addresses moved: {}", moved.join(", "));
+        tracing::info!(%summary, "DNS refresh");
+        Some(summary)
     }
 }
 
@@ -124,6 +179,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check(old.timers != new.timers, "timers");
     check(old.limits != new.limits, "limits");
     check(old.node.fqdn != new.node.fqdn, "node.fqdn");
+    check(
+        old.node.dns_refresh != new.node.dns_refresh,
+        "node.dns_refresh",
+    );
     check(old.api != new.api, "api");
     check(old.emulator != new.emulator, "emulator");
     check(old.admin != new.admin, "admin");

@@ -72,6 +72,10 @@ impl Config {
         {
             err("node.fqdn".into(), "must be a host name");
         }
+        let refresh = self.node.dns_refresh.0;
+        if !refresh.is_zero() && refresh < Duration::from_secs(1) {
+            err("node.dns_refresh".into(), "\"0s\" (off) or at least 1s");
+        }
         let t = &self.timers;
         let positive = [
             ("t1", t.t1),

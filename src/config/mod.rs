@@ -67,7 +67,7 @@ impl Config {
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(syntax(vec![one_line(&e.to_string())]));
         }
-        let config: Config = match toml::from_str(text) {
+        let mut config: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(_) => {
                 let errors = check::errors_per_table(text);
@@ -76,6 +76,7 @@ impl Config {
         };
         let errors = config.problems();
         if errors.is_empty() {
+            peer::fill_hosts(&mut config, text);
             Ok(config)
         } else {
             Err(ConfigError::Invalid {
@@ -149,6 +150,16 @@ mod tests {
         let c = Config::parse(&text, "t").unwrap();
         let ms = c.microsoft.unwrap();
         assert_eq!(ms.targets[0].addr, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(
+            ms.targets[0].host.as_deref(),
+            Some("localhost"),
+            "kept for refresh"
+        );
+        assert_eq!(
+            c.carrier.unwrap().sbcs[0].host,
+            None,
+            "a literal has no name"
+        );
 
         let text = with("").replace(
             "addr = \"127.0.0.1:5072\"",
@@ -178,6 +189,14 @@ mod tests {
             e.contains("listen: no listener for the carrier side"),
             "{e}"
         );
+        let text = with("").replace("dns_refresh = \"5m\"", "dns_refresh = \"10ms\"");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("node.dns_refresh: \"0s\" (off) or at least 1s"),
+            "{e}"
+        );
+        let text = with("").replace("dns_refresh = \"5m\"", "dns_refresh = \"0s\"");
+        assert!(Config::parse(&text, "t").is_ok(), "0s turns it off");
         let text = with("").replace("weight = 1", "weight = 0");
         let e = Config::parse(&text, "t").unwrap_err().to_string();
         assert!(e.contains("carrier.sbcs[0].weight"), "{e}");

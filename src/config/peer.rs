@@ -1,8 +1,9 @@
 //! Peer addresses (`[[microsoft.targets]]` and `[[carrier.sbcs]]` `addr`): an IP literal with
 //! its port (`52.114.1.2:5061`, `[2603:1063::1]:5061`), or a DNS name with its port
 //! (`sip.pstnhub.microsoft.com:5061`), looked up when the configuration is loaded: at start,
-//! by `ocedge check-config`, and at every reload (SIGHUP or `POST /admin/reload`), so a
-//! reload follows a changed DNS answer. A name that does not resolve is a configuration error
+//! by `ocedge check-config`, and at every reload (SIGHUP or `POST /admin/reload`); and again
+//! every `node.dns_refresh` while running (`app::reload::Reloader::refresh_peers`), where a
+//! changed answer moves the peer and a failed lookup keeps its last address. A name that does not resolve is a configuration error
 //! with its key path: the daemon does not start, a reload is refused and the running
 //! addresses stay. Of the name's addresses the first IPv4 one is used, else the first IPv6
 //! one (Microsoft's names answer with one address per query).
@@ -25,6 +26,11 @@ pub fn resolve(text: &str) -> Result<SocketAddr, String> {
     let (host, port) = split(text).ok_or_else(|| {
         format!("invalid address {text:?}: expected IP:PORT, [IPv6]:PORT or HOST:PORT")
     })?;
+    resolve_name(host, port)
+}
+
+/// Looks `host` up: its first IPv4 address with `port`, else its first IPv6 one.
+pub fn resolve_name(host: &str, port: u16) -> Result<SocketAddr, String> {
     let found: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host:?}: {e}"))?
@@ -35,6 +41,42 @@ pub fn resolve(text: &str) -> Result<SocketAddr, String> {
         .or(found.first())
         .copied()
         .ok_or_else(|| format!("{host:?} has no address"))
+}
+
+/// Records, in `cfg`, the DNS name each peer address of `text` (the file it was decoded
+/// from) was written with, for the periodic lookups.
+pub(super) fn fill_hosts(cfg: &mut super::Config, text: &str) {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return;
+    };
+    let names = |outer: &str, inner: &str| -> Vec<Option<String>> {
+        let list = table
+            .get(outer)
+            .and_then(|t| t.get(inner))
+            .and_then(|v| v.as_array());
+        list.map(|l| {
+            l.iter()
+                .map(|e| {
+                    let addr = e.get("addr")?.as_str()?;
+                    if addr.parse::<SocketAddr>().is_ok() {
+                        return None;
+                    }
+                    split(addr).map(|(h, _)| h.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    if let Some(m) = cfg.microsoft.as_mut() {
+        for (t, h) in m.targets.iter_mut().zip(names("microsoft", "targets")) {
+            t.host = h;
+        }
+    }
+    if let Some(c) = cfg.carrier.as_mut() {
+        for (s, h) in c.sbcs.iter_mut().zip(names("carrier", "sbcs")) {
+            s.host = h;
+        }
+    }
 }
 
 /// `HOST:PORT` with a DNS name (RFC 1123 labels) and a non-zero port.

@@ -66,10 +66,19 @@ pub struct Node {
     /// gateway stops anyway; their records are closed as `recovered` at the next start.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: Dur,
+    /// How often peer addresses written as DNS names are looked up again (a changed answer
+    /// moves new calls and probes to the new address; a failed lookup keeps the last one).
+    /// "0s" turns it off (names are then looked up at start and at reloads only).
+    #[serde(default = "default_dns_refresh")]
+    pub dns_refresh: Dur,
 }
 
 fn default_drain_timeout() -> Dur {
     Dur(Duration::from_secs(30))
+}
+
+fn default_dns_refresh() -> Dur {
+    Dur(Duration::from_secs(300))
 }
 
 impl Default for Node {
@@ -77,6 +86,7 @@ impl Default for Node {
         Node {
             fqdn: "localhost".into(),
             drain_timeout: default_drain_timeout(),
+            dns_refresh: default_dns_refresh(),
         }
     }
 }
@@ -225,6 +235,10 @@ pub struct MsTarget {
     pub addr: SocketAddr,
     /// Transport to use.
     pub transport: Transport,
+    /// The DNS name `addr` was written with (`None` for an IP literal): looked up again
+    /// every `node.dns_refresh` ([`super::peer`]).
+    #[serde(skip)]
+    pub host: Option<String>,
 }
 
 /// Health probing with OPTIONS, as Kamailio's dispatcher does it.
@@ -290,6 +304,9 @@ pub struct Sbc {
     pub addr: SocketAddr,
     /// Transport to use.
     pub transport: Transport,
+    /// As for [`MsTarget::host`].
+    #[serde(skip)]
+    pub host: Option<String>,
     /// Lower is preferred; SBCs of equal priority share calls by weight.
     #[serde(default = "one")]
     pub priority: u32,

@@ -520,6 +520,7 @@ mod tests {
             name: name.into(),
             addr: ([52, 112, 0, octet], 5061).into(),
             transport: Transport::Tls,
+            host: None,
         };
         let targets = [
             t("sip.pstnhub.microsoft.com", 1),

@@ -314,11 +314,13 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
         name: MS_NAME.into(),
         addr: ms.addr,
         transport: ms.transport,
+        host: None,
     }];
     let sbc = |name: &str, t: Target, priority| Sbc {
         name: name.into(),
         addr: t.addr,
         transport: t.transport,
+        host: None,
         priority,
         weight: 1,
     };
