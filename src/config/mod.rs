@@ -64,9 +64,10 @@ impl Config {
             errors,
         };
         // Syntax first: nothing else can be said about a file that is not TOML.
-        if let Err(e) = text.parse::<toml::Table>() {
-            return Err(syntax(vec![one_line(&e.to_string())]));
-        }
+        let table = match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => return Err(syntax(vec![one_line(&e.to_string())])),
+        };
         let mut config: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(_) => {
@@ -76,7 +77,7 @@ impl Config {
         };
         let errors = config.problems();
         if errors.is_empty() {
-            peer::fill_hosts(&mut config, text);
+            peer::fill_hosts(&mut config, &table);
             Ok(config)
         } else {
             Err(ConfigError::Invalid {

@@ -43,12 +43,9 @@ pub fn resolve_name(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host:?} has no address"))
 }
 
-/// Records, in `cfg`, the DNS name each peer address of `text` (the file it was decoded
-/// from) was written with, for the periodic lookups.
-pub(super) fn fill_hosts(cfg: &mut super::Config, text: &str) {
-    let Ok(table) = text.parse::<toml::Table>() else {
-        return;
-    };
+/// Records, in `cfg`, the DNS name each peer address of `table` (the file it was decoded
+/// from, as parsed for the syntax check) was written with, for the periodic lookups.
+pub(super) fn fill_hosts(cfg: &mut super::Config, table: &toml::Table) {
     let names = |outer: &str, inner: &str| -> Vec<Option<String>> {
         let list = table
             .get(outer)
