@@ -74,6 +74,11 @@ impl DeadLetters {
     fn write(&self, d: &DeadLetter) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(d).map_err(std::io::Error::other)?;
         line.push(b'\n');
+        // Called from the uploader's task: the fsync must not hold a runtime worker.
+        crate::blocking(|| self.write_line(&line))
+    }
+
+    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             if let Some(dir) = self.path.parent() {
@@ -89,7 +94,7 @@ impl DeadLetters {
         let Some(f) = guard.as_mut() else {
             return Err(std::io::Error::other("dead-letter file not open"));
         };
-        f.write_all(&line)?;
+        f.write_all(line)?;
         f.sync_data()
     }
 

@@ -250,7 +250,7 @@ impl Uploader {
                 Err(ApiError::Status { status, message }) if matches!(status, 400 | 413) => {
                     if chunk.len() == 1 {
                         let reason = format!("HTTP {status}: {message}");
-                        crate::blocking(|| self.dead.append(&chunk[0], &reason)).map_err(io_err)?;
+                        self.dead.append(&chunk[0], &reason).map_err(io_err)?;
                         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                         out.rejected += 1;
                     } else {
@@ -309,7 +309,7 @@ impl Uploader {
                         ),
                     };
                     tracing::warn!(id = %d.id, %reason, "call-duration record rejected");
-                    crate::blocking(|| self.dead.append(d, &reason)).map_err(io_err)?;
+                    self.dead.append(d, &reason).map_err(io_err)?;
                     out.rejected += 1;
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
@@ -321,7 +321,7 @@ impl Uploader {
     fn dead_letter_raw(&self, seq: u64, raw: &str, reason: &str) -> Result<(), ApiError> {
         tracing::error!(seq, %reason, "dead-lettering a spool record");
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        crate::blocking(|| self.dead.append_raw(raw, reason)).map_err(io_err)
+        self.dead.append_raw(raw, reason).map_err(io_err)
     }
 }
 
