@@ -97,7 +97,13 @@ pub fn start(
         starts.push(spool.cursor());
     }
     if let Some(x) = &export {
-        starts.push(Exporter::load_position(&x.dir));
+        let pos = Exporter::recover(&x.dir).with_context(|| {
+            format!(
+                "rolling back an unfinished export batch in {}",
+                x.dir.display()
+            )
+        })?;
+        starts.push(pos);
     }
     let gate = Arc::new(AckGate::new(spool.clone(), &starts));
     let mut wakes = Vec::new();

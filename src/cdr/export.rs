@@ -2,13 +2,17 @@
 //! time (`cdr-<UTC period start>.jsonl`, or `.csv` with a header line). Independent of the
 //! upload: an API outage does not hold billing files back.
 //!
-//! The exporter reads the spool after its own position, appends the batch to the current
-//! file, fsyncs it, then persists its position in `export.cursor` (atomically: temp file,
-//! fsync, rename). A crash between the two can write the last batch twice; each line
-//! carries the record `id`, so a reader that keys on it is exact. Fields are documented in
-//! `docs/cdr.md`.
+//! Each record is written exactly once, across crashes and power loss. A batch goes:
+//! 1. `export.pending` (atomically: temp file, fsync, rename): the batch's last seq and, for
+//!    every file the batch will append to, its length before the batch;
+//! 2. the lines, appended to their files, which are then fsynced;
+//! 3. `export.cursor` (atomically): the batch's last seq, the exporter's position.
+//!
+//! At start [`Exporter::recover`] compares the two: a pending batch past the cursor was cut
+//! short by a crash, so its files are truncated back to the lengths recorded before it, and
+//! the batch is exported again from the spool. Formats in `docs/cdr.md`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,6 +156,11 @@ pub(crate) fn period_file(prefix: &str, ms: u64, rotate: Duration, ext: &str) ->
     (start, format!("{prefix}-{stamp}Z.{ext}"))
 }
 
+/// The exporter's position: the last seq every line of which is in the files.
+const CURSOR: &str = "export.cursor";
+/// The batch being written: its last seq, then `<file name>\t<length before>` per file.
+const PENDING: &str = "export.pending";
+
 /// The exporter task; see the module documentation.
 pub struct Exporter {
     cfg: CdrExport,
@@ -165,10 +174,34 @@ pub struct Exporter {
 impl Exporter {
     /// The position persisted in `dir` (0 when none).
     pub fn load_position(dir: &Path) -> u64 {
-        std::fs::read_to_string(dir.join("export.cursor"))
+        fs::read_to_string(dir.join(CURSOR))
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Undoes a batch a crash cut short (see the module documentation) and returns the
+    /// position to export from. Run once at start, before the exporter. An `Err` is a file
+    /// that could not be truncated; a malformed `export.pending` is reported and ignored.
+    pub fn recover(dir: &Path) -> std::io::Result<u64> {
+        let pos = Self::load_position(dir);
+        let path = dir.join(PENDING);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(pos),
+            Err(e) => return Err(e),
+        };
+        match parse_pending(&text) {
+            Some((last, files)) if last > pos => {
+                for (name, len) in files {
+                    roll_back(&dir.join(name), len)?;
+                }
+            }
+            Some(_) => {}
+            None => tracing::warn!(file = %path.display(), "malformed export.pending ignored"),
+        }
+        fs::remove_file(&path)?;
+        Ok(pos)
     }
 
     /// An exporter for `cfg`, consumer `consumer` of `gate`.
@@ -210,17 +243,30 @@ impl Exporter {
         }
     }
 
-    /// Exports one batch after `pos`; how many records it wrote.
+    /// Exports one batch after `pos`; how many records it wrote (at least 1 when the
+    /// position moved).
     pub fn export_from(&mut self, pos: u64) -> std::io::Result<usize> {
+        let Some((last, n)) = self.write_batch(pos)? else {
+            return Ok(0);
+        };
+        write_atomic(&self.cfg.dir.join(CURSOR), format!("{last}\n").as_bytes())?;
+        self.gate
+            .advance(self.consumer, last)
+            .map_err(std::io::Error::other)?;
+        Ok(n.max(1))
+    }
+
+    /// Steps 1 and 2 of a batch: announces it in `export.pending`, appends its lines and
+    /// fsyncs their files. Returns the batch's last seq and its line count.
+    fn write_batch(&mut self, pos: u64) -> std::io::Result<Option<(u64, usize)>> {
         let entries = self
             .spool
             .read_closes(pos, 1000)
             .map_err(std::io::Error::other)?;
         let Some(last) = entries.last().map(|e| e.seq) else {
-            return Ok(0);
+            return Ok(None);
         };
-        std::fs::create_dir_all(&self.cfg.dir)?;
-        let mut n = 0;
+        let mut lines = Vec::with_capacity(entries.len());
         for e in &entries {
             // An undecodable payload is the uploader's to dead-letter; skip it here.
             let Ok(r) = CallRecord::decode(&e.payload) else {
@@ -232,42 +278,88 @@ impl Exporter {
                 ExportFormat::Csv => row.csv(),
             };
             line.push('\n');
-            self.file_for(r.end_ms)?.write_all(line.as_bytes())?;
-            n += 1;
+            lines.push((
+                file_name(r.end_ms, self.cfg.rotate.0, self.cfg.format),
+                line,
+            ));
+        }
+        if lines.is_empty() {
+            return Ok(Some((last, 0)));
+        }
+        fs::create_dir_all(&self.cfg.dir)?;
+        let mut names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut pending = format!("{last}\n");
+        for name in names {
+            let len = fs::metadata(self.cfg.dir.join(name)).map_or(0, |m| m.len());
+            pending.push_str(&format!("{name}\t{len}\n"));
+        }
+        write_atomic(&self.cfg.dir.join(PENDING), pending.as_bytes())?;
+        for (name, line) in &lines {
+            self.file_for(name)?.write_all(line.as_bytes())?;
         }
         if let Some((_, f)) = &self.open {
             f.sync_data()?;
         }
-        write_atomic(
-            &self.cfg.dir.join("export.cursor"),
-            format!("{last}\n").as_bytes(),
-        )?;
-        self.gate
-            .advance(self.consumer, last)
-            .map_err(std::io::Error::other)?;
-        Ok(n.max(1))
+        Ok(Some((last, lines.len())))
     }
 
-    fn file_for(&mut self, end_ms: u64) -> std::io::Result<&mut File> {
-        let name = file_name(end_ms, self.cfg.rotate.0, self.cfg.format);
-        if self.open.as_ref().is_none_or(|(n, _)| *n != name) {
+    fn file_for(&mut self, name: &str) -> std::io::Result<&mut File> {
+        if self.open.as_ref().is_none_or(|(n, _)| n != name) {
             if let Some((_, f)) = &self.open {
                 f.sync_data()?;
             }
-            let path = self.cfg.dir.join(&name);
-            let fresh = !path.exists();
+            let path = self.cfg.dir.join(name);
             let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-            if fresh && self.cfg.format == ExportFormat::Csv {
+            // Empty rather than new: a batch rolled back to nothing took its header along.
+            if f.metadata()?.len() == 0 && self.cfg.format == ExportFormat::Csv {
                 f.write_all(CSV_HEADER.as_bytes())?;
                 f.write_all(b"\n")?;
             }
-            self.open = Some((name, f));
+            self.open = Some((name.to_owned(), f));
         }
         match &mut self.open {
             Some((_, f)) => Ok(f),
             None => Err(std::io::Error::other("no export file")),
         }
     }
+}
+
+/// `export.pending`: the batch's last seq and its files with their lengths before it.
+/// `None` when malformed, or when a name is not a plain file name of ours.
+fn parse_pending(text: &str) -> Option<(u64, Vec<(&str, u64)>)> {
+    let mut lines = text.lines();
+    let last = lines.next()?.trim().parse().ok()?;
+    let mut files = Vec::new();
+    for line in lines {
+        let (name, len) = line.split_once('\t')?;
+        if !name.starts_with("cdr-") || name.contains(['/', '\\']) {
+            return None;
+        }
+        files.push((name, len.trim().parse().ok()?));
+    }
+    Some((last, files))
+}
+
+/// Truncates `path` back to `len` bytes when it grew past it (a missing file is left so).
+fn roll_back(path: &Path, len: u64) -> std::io::Result<()> {
+    let f = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let now = f.metadata()?.len();
+    if now > len {
+        f.set_len(len)?;
+        f.sync_all()?;
+        tracing::warn!(
+            file = %path.display(),
+            removed_bytes = now - len,
+            "export: rolled back a batch cut short by a crash; it is written again"
+        );
+    }
+    Ok(())
 }
 
 /// Writes `path` atomically: temp file, fsync, rename, directory fsync.
@@ -308,6 +400,207 @@ mod tests {
             "one quoted field holds a comma"
         );
         assert!(csv.contains("\"sip:\"\"odd\"\",user@x\""));
+    }
+
+    /// A spool under a fresh directory, with `export/` beside it.
+    struct Bench {
+        root: PathBuf,
+        spool: Arc<Spool>,
+    }
+
+    impl Bench {
+        fn new(name: &str) -> Bench {
+            let root = std::env::temp_dir().join(format!(
+                "ocedge-export-{name}-{}-{}",
+                std::process::id(),
+                now_ns()
+            ));
+            let cfg = crate::cdr::spool::SpoolConfig {
+                dir: root.join("spool"),
+                segment_bytes: 1 << 20,
+                fsync_interval: Duration::from_millis(5),
+                max_bytes: 1 << 30,
+                alarm_ratio: 0.8,
+            };
+            let (spool, _) = Spool::open(cfg).unwrap();
+            Bench { root, spool }
+        }
+
+        /// Appends finished records `n` (ids and Call-IDs from it), ending at `end_ms + n`.
+        fn close(&self, ns: std::ops::Range<u64>, end_ms: u64) {
+            for n in ns {
+                let mut r = crate::cdr::record::tests::sample();
+                r.call_id = format!("call-{n}");
+                r.id = crate::cdr::record_id(r.call_id.as_bytes(), b"f", b"t", 1);
+                r.end_ms = end_ms + n;
+                let payload = r.encode();
+                let batch = [(
+                    crate::cdr::spool::Kind::Close,
+                    crate::cdr::spool::key_of(&r.id),
+                    payload.as_slice(),
+                )];
+                self.spool.append(&batch).unwrap();
+            }
+            self.spool.sync().unwrap();
+        }
+
+        /// An exporter as the daemon starts one: after [`Exporter::recover`].
+        fn exporter(&self, format: ExportFormat) -> (Exporter, u64) {
+            let dir = self.root.join("export");
+            let pos = Exporter::recover(&dir).unwrap();
+            let cfg = CdrExport {
+                dir,
+                format,
+                rotate: crate::config::Dur(Duration::from_secs(3600)),
+            };
+            let gate = Arc::new(AckGate::new(self.spool.clone(), &[pos]));
+            let ex = Exporter::new(cfg, self.spool.clone(), gate, 0, Arc::new(Notify::new()));
+            (ex, pos)
+        }
+
+        /// Every export file's lines, by file name.
+        fn files(&self) -> Vec<(String, Vec<String>)> {
+            let mut out: Vec<(String, Vec<String>)> = fs::read_dir(self.root.join("export"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("cdr-"))
+                .map(|n| {
+                    let text = fs::read_to_string(self.root.join("export").join(&n)).unwrap();
+                    (n, text.lines().map(str::to_owned).collect())
+                })
+                .collect();
+            out.sort();
+            out
+        }
+    }
+
+    impl Drop for Bench {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn now_ns() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
+
+    const HOUR: u64 = 3_600_000;
+    const T: u64 = 1_795_000_000_000 - 1_795_000_000_000 % HOUR;
+
+    #[test]
+    fn a_batch_cut_short_by_a_crash_is_rolled_back_and_written_once() {
+        let b = Bench::new("crash");
+        b.close(0..3, T);
+        let (mut ex, pos) = b.exporter(ExportFormat::Jsonl);
+        assert_eq!(pos, 0);
+        assert_eq!(ex.export_from(0).unwrap(), 3);
+        // The next batch reaches its file, but the process dies before the cursor moves.
+        b.close(3..5, T);
+        assert_eq!(ex.write_batch(3).unwrap(), Some((5, 2)));
+        drop(ex);
+        assert_eq!(
+            b.files()[0].1.len(),
+            5,
+            "the crash left the batch in the file"
+        );
+
+        let (mut ex, pos) = b.exporter(ExportFormat::Jsonl);
+        assert_eq!(pos, 3, "the batch was never committed");
+        assert_eq!(
+            b.files()[0].1.len(),
+            3,
+            "rolled back to its length before the batch"
+        );
+        assert!(!b.root.join("export").join(PENDING).exists());
+        assert_eq!(ex.export_from(pos).unwrap(), 2);
+        let files = b.files();
+        assert_eq!(files.len(), 1);
+        let calls: Vec<String> = files[0]
+            .1
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["callId"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(calls, ["call-0", "call-1", "call-2", "call-3", "call-4"]);
+    }
+
+    #[test]
+    fn a_rolled_back_new_csv_file_gets_its_header_once() {
+        let b = Bench::new("csv");
+        b.close(0..2, T);
+        let (mut ex, _) = b.exporter(ExportFormat::Csv);
+        ex.export_from(0).unwrap();
+        // An unfinished batch spanning the old period's file and a new one.
+        b.close(2..3, T);
+        b.close(3..5, T + HOUR);
+        assert_eq!(ex.write_batch(2).unwrap(), Some((5, 3)));
+        drop(ex);
+        let (mut ex, pos) = b.exporter(ExportFormat::Csv);
+        assert_eq!(pos, 2);
+        let files = b.files();
+        assert_eq!(
+            (files[0].1.len(), files[1].1.len()),
+            (3, 0),
+            "header + 2; emptied"
+        );
+        ex.export_from(pos).unwrap();
+        let files = b.files();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].1.len(), 4, "header + call-0..2");
+        assert_eq!(files[1].1.len(), 3, "header + call-3..4");
+        for (_, lines) in &files {
+            assert_eq!(lines[0], CSV_HEADER);
+            assert_eq!(lines.iter().filter(|l| *l == CSV_HEADER).count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_committed_batch_is_never_rolled_back() {
+        let b = Bench::new("committed");
+        b.close(0..3, T);
+        let (mut ex, _) = b.exporter(ExportFormat::Jsonl);
+        ex.export_from(0).unwrap();
+        drop(ex);
+        // export.pending of the committed batch is still there: a restart keeps its lines.
+        assert!(b.root.join("export").join(PENDING).exists());
+        let (_, pos) = b.exporter(ExportFormat::Jsonl);
+        assert_eq!(pos, 3);
+        assert_eq!(b.files()[0].1.len(), 3);
+    }
+
+    #[test]
+    fn malformed_or_foreign_pending_files_touch_nothing() {
+        assert_eq!(
+            parse_pending("7\ncdr-20261118T110000Z.jsonl\t120\n"),
+            Some((7, vec![("cdr-20261118T110000Z.jsonl", 120)]))
+        );
+        for bad in [
+            "",
+            "x\n",
+            "7\ncdr-a.jsonl\n",
+            "7\ncdr-a.jsonl\tlots\n",
+            "7\n../cdr-a.jsonl\t1\n",
+            "7\ncdr-a/../../etc/passwd\t0\n",
+            "7\nsegment.log\t0\n",
+        ] {
+            assert_eq!(parse_pending(bad), None, "{bad:?}");
+        }
+        let b = Bench::new("malformed");
+        b.close(0..2, T);
+        let (mut ex, _) = b.exporter(ExportFormat::Jsonl);
+        ex.export_from(0).unwrap();
+        drop(ex);
+        let dir = b.root.join("export");
+        let name = b.files()[0].0.clone();
+        fs::write(dir.join(PENDING), format!("9\n{name}\tnot-a-length\n")).unwrap();
+        let (_, pos) = b.exporter(ExportFormat::Jsonl);
+        assert_eq!(pos, 2);
+        assert_eq!(b.files()[0].1.len(), 2, "nothing truncated");
+        assert!(!dir.join(PENDING).exists(), "reported and removed");
     }
 
     #[test]
