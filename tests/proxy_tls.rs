@@ -81,6 +81,33 @@ impl Setup {
             .expect("Microsoft peer handshake")
     }
 
+    /// A call from the Microsoft proxy `msp` (its Record-Route `rr`, its Contact a host name,
+    /// as Microsoft writes them) answered 200 by the SBC: the leg (established), the INVITE
+    /// the SBC got, its tag, and the 200 Microsoft got.
+    async fn call_from_microsoft(
+        &mut self,
+        msp: &mut Ua,
+        rr: &str,
+    ) -> (Leg, support::ua::Incoming, String, support::ua::Incoming) {
+        let ruri = callee_uri("+12065550100", self.l_ms());
+        let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
+        let mut invite = call.invite(&ruri);
+        invite.contact = Some(format!("<{MS_CONTACT}>"));
+        invite.extra.push(("Record-Route".into(), rr.into()));
+        msp.send(self.l_ms(), &invite).await;
+        let inv = self.sbc.expect_request("INVITE").await;
+        msp.expect_response(100).await;
+        let uas_tag = tag();
+        let sbc_contact = format!("<sip:sbc@{};transport=udp>", self.sbc.local);
+        let body = sdp(self.sbc.local);
+        self.sbc
+            .reply(&inv, 200, Some(&uas_tag), Some(&sbc_contact), Some(&body))
+            .await;
+        let ok = msp.expect_response(200).await;
+        call.established(&ok);
+        (call, inv, uas_tag, ok)
+    }
+
     /// OPTIONS to the gateway over `ua` must get 200.
     async fn options_ok(&self, ua: &mut Ua) {
         let uri = format!("sip:{};transport=tls", self.advertised());
@@ -132,13 +159,7 @@ async fn tls_calls_both_ways_with_mutual_auth() {
         // Microsoft → carrier over the connection the Microsoft proxy opens. As Microsoft
         // does, its Record-Route and Contact are host names the gateway cannot resolve.
         let mut msp = s.ms_client().await;
-        let ruri = callee_uri("+12065550100", l_ms);
-        let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
-        let mut invite = call.invite(&ruri);
-        invite.contact = Some(format!("<{MS_CONTACT}>"));
-        invite.extra.push(("Record-Route".into(), MS_RR.into()));
-        msp.send(l_ms, &invite).await;
-        let inv = s.sbc.expect_request("INVITE").await;
+        let (mut call, inv, uas_tag, ok) = s.call_from_microsoft(&mut msp, MS_RR).await;
         let rr = inv.hs("Record-Route");
         assert_eq!(
             rr.len(),
@@ -149,19 +170,6 @@ async fn tls_calls_both_ways_with_mutual_auth() {
         assert_rr(&rr[0], &l_c.to_string(), "udp");
         assert_rr(&rr[1], &s.advertised(), "tls");
         assert_eq!(rr[2], MS_RR);
-        msp.expect_response(100).await;
-        let uas_tag = tag();
-        let sbc_contact = format!("<sip:sbc@{};transport=udp>", s.sbc.local);
-        s.sbc
-            .reply(
-                &inv,
-                200,
-                Some(&uas_tag),
-                Some(&sbc_contact),
-                Some(&sdp(s.sbc.local)),
-            )
-            .await;
-        let ok = msp.expect_response(200).await;
         let contact = ok.h("Contact").unwrap_or_default();
         assert!(
             contact.starts_with(&format!(
@@ -171,7 +179,6 @@ async fn tls_calls_both_ways_with_mutual_auth() {
             "Microsoft sees our FQDN as the Contact:\n{}",
             ok.dump()
         );
-        call.established(&ok);
         // The Microsoft proxy pops its own entry before the ACK reaches us.
         call.route_set.retain(|r| r != MS_RR);
         msp.send(l_ms, &call.ack_2xx()).await;
@@ -241,6 +248,49 @@ async fn tls_calls_both_ways_with_mutual_auth() {
 
         // One connection each way, reused for everything.
         s.ms_srv.expect_no_connection(ms(100)).await;
+        s.stop().await;
+    })
+    .await;
+}
+
+/// Microsoft's proxy called over a connection it opened, then closed that connection
+/// mid-call (its proxies recycle them). The SBC's BYE cannot take that flow: it goes to the
+/// same address at the port of Microsoft's Record-Route, here over the connection the
+/// gateway already holds to that listener (the configured target's, opened by the probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_bye_reconnects_when_microsofts_connection_is_gone() {
+    bounded(async {
+        let mut s = Setup::new().await;
+        let (l_ms, l_c) = (s.l_ms(), s.l_c());
+        let mut ms_in = s.ms_srv.accept(WAIT).await;
+        let ms_rr = format!(
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:{};transport=tls;lr>",
+            s.ms_srv.addr.port()
+        );
+        let mut msp = s.ms_client().await;
+        let (mut call, inv, uas_tag, _) = s.call_from_microsoft(&mut msp, &ms_rr).await;
+        call.route_set.retain(|r| *r != ms_rr);
+        msp.send(l_ms, &call.ack_2xx()).await;
+        s.sbc.expect_request("ACK").await;
+
+        let live = s.gw.running().transports.connections();
+        drop(msp);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while s.gw.running().transports.connections() >= live {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "connection never dropped"
+            );
+            tokio::time::sleep(ms(10)).await;
+        }
+
+        let mut callee = Leg::callee("UDP", s.sbc.local, &inv, &uas_tag);
+        s.sbc.send(l_c, &callee.in_dialog("BYE")).await;
+        let bye = ms_in.expect_request("BYE").await;
+        assert_eq!(bye.ruri(), MS_CONTACT, "{}", bye.dump());
+        assert_eq!(bye.hs("Route"), [ms_rr.as_str()], "{}", bye.dump());
+        ms_in.reply(&bye, 200, None, None, None).await;
+        s.sbc.expect_response(200).await;
         s.stop().await;
     })
     .await;

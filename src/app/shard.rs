@@ -146,9 +146,11 @@ impl Shard {
             return;
         };
         for o in out {
-            let sent = match o.side {
-                Some(side) => t.send_on(side, o.to, o.tls_name.as_deref(), o.bytes),
-                None => t.send(o.to, o.tls_name.as_deref(), o.bytes),
+            let name = o.tls_name.as_deref();
+            let sent = match (o.side, o.reconnect) {
+                (Some(side), Some(r)) => t.send_flow(side, o.to, r, name, o.bytes),
+                (Some(side), None) => t.send_on(side, o.to, name, o.bytes),
+                (None, _) => t.send(o.to, name, o.bytes),
             };
             if let Err(e) = sent {
                 // Rate-limited: a dead peer under load must not flood the log.

@@ -21,6 +21,8 @@
 //! forward edit, 2xx ACKs), `respond` (responses relayed, our own answers) and `timeouts`
 //! (transaction expiries, OPTIONS probes).
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 
 use crate::config::Side;
@@ -73,6 +75,9 @@ pub struct Output {
     pub side: Option<Side>,
     /// The message.
     pub bytes: Bytes,
+    /// `to` is a flow ([`super::flow`]) over a connection the peer opened: when that
+    /// connection is gone, a new one goes to this address (the proxy's listening port).
+    pub reconnect: Option<SocketAddr>,
 }
 
 /// Everything a [`Proxy`] is built from.
@@ -132,6 +137,19 @@ struct Hop {
     pops: usize,
     /// The Request-URI to forward with, when not the one received.
     request_uri: Option<String>,
+    /// See [`Output::reconnect`].
+    reconnect: Option<SocketAddr>,
+}
+
+/// What the proxy knows of an address a live transaction talks to.
+struct PeerRef {
+    side: Side,
+    /// Live transactions (server and client) with it.
+    refs: u32,
+    /// The TLS name to verify when a connection to it must be opened.
+    tls_name: Option<String>,
+    /// See [`Output::reconnect`].
+    reconnect: Option<SocketAddr>,
 }
 
 /// Why a client transaction exists.
@@ -175,11 +193,9 @@ pub struct Proxy {
     next_branch: u64,
     pending: crate::FastMap<ServerId, Pending>,
     clients: crate::FastMap<ClientId, (ClientRole, Target)>,
-    /// TLS names of the peers we sent to (for connections the transport must open).
-    tls_names: crate::FastMap<Target, String>,
-    /// The side of every address a live transaction talks to, reference-counted by
-    /// transaction (bounded by the transaction table).
-    sides: crate::FastMap<Target, (Side, u32)>,
+    /// Every address a live transaction talks to, reference-counted by transaction
+    /// (bounded by the transaction table): its side, and how to reach it.
+    peers: crate::FastMap<Target, PeerRef>,
     out: Vec<Output>,
     stats: ProxyStats,
     /// Shutting down: new out-of-dialog requests (OPTIONS to us excepted) get 503.
@@ -223,8 +239,7 @@ impl Proxy {
             next_branch,
             pending: crate::FastMap::default(),
             clients: crate::FastMap::default(),
-            tls_names: crate::FastMap::default(),
-            sides: crate::FastMap::default(),
+            peers: crate::FastMap::default(),
             out: Vec::new(),
             stats: ProxyStats::default(),
             draining: false,
@@ -330,32 +345,48 @@ pub(super) fn is_failover_status(status: u16) -> bool {
 }
 
 impl Proxy {
-    pub(super) fn send(
-        &mut self,
-        to: Target,
-        side: Option<Side>,
-        tls_name: Option<String>,
-        bytes: Bytes,
-    ) {
+    /// Sends to an address of `side` that needs no TLS name or reconnect address (an
+    /// answer to where a request came from).
+    pub(super) fn send(&mut self, to: Target, side: Side, bytes: Bytes) {
         self.out.push(Output {
             to,
-            tls_name,
-            side,
+            tls_name: None,
+            side: Some(side),
             bytes,
+            reconnect: None,
         });
     }
 
-    fn side_ref(&mut self, t: Target, side: Side) {
-        let e = self.sides.entry(t).or_insert((side, 0));
-        e.0 = side;
-        e.1 += 1;
+    /// One more live transaction with `t`; `tls_name` and `reconnect`, when given, are how
+    /// to reach it from now on.
+    fn peer_ref(
+        &mut self,
+        t: Target,
+        side: Side,
+        tls_name: Option<String>,
+        reconnect: Option<SocketAddr>,
+    ) {
+        let e = self.peers.entry(t).or_insert(PeerRef {
+            side,
+            refs: 0,
+            tls_name: None,
+            reconnect: None,
+        });
+        e.side = side;
+        e.refs += 1;
+        if tls_name.is_some() {
+            e.tls_name = tls_name;
+        }
+        if reconnect.is_some() {
+            e.reconnect = reconnect;
+        }
     }
 
-    fn side_unref(&mut self, t: Target) {
-        if let Some(e) = self.sides.get_mut(&t) {
-            e.1 = e.1.saturating_sub(1);
-            if e.1 == 0 {
-                self.sides.remove(&t);
+    fn peer_unref(&mut self, t: Target) {
+        if let Some(e) = self.peers.get_mut(&t) {
+            e.refs = e.refs.saturating_sub(1);
+            if e.refs == 0 {
+                self.peers.remove(&t);
             }
         }
     }
@@ -379,7 +410,7 @@ impl Proxy {
                 self.stats.rejected_invalid += 1;
                 let tag = to_tag_for(&self.tag_key, headers);
                 if let Some(bytes) = reply_for(&d, headers, tag.as_bytes()) {
-                    self.send(source, Some(side), None, bytes);
+                    self.send(source, side, bytes);
                 }
             }
             _ => self.stats.dropped_invalid += 1,

@@ -11,6 +11,13 @@
 //! routes it by its own Record-Route. The next hop's host name, when it is one, is the TLS
 //! name verified if a new connection must be opened.
 //!
+//! A TCP or TLS flow that Microsoft opened comes from an ephemeral port of theirs, so it is
+//! good only while that connection lives; Microsoft's proxies recycle connections during
+//! long calls. Such a request therefore also carries a reconnect address
+//! ([`crate::proxy::core::Output::reconnect`]): the flow's IP at the next hop's port
+//! (default 5061 for TLS, 5060 for TCP), where that proxy listens. The transport uses it
+//! when the flow's connection is gone, reusing a live connection to it if there is one.
+//!
 //! The token is `TRANSPORT-IP-PORT` (`tls-52.114.1.2-5061`, `udp-[2603:1063::1]-5060`): no
 //! state, so a restarted gateway still routes every dialog. It is a next hop like any other:
 //! it must name a configured Microsoft target or an address inside the Microsoft ACL, so a

@@ -77,6 +77,11 @@ impl ConnTable {
         }
     }
 
+    /// Whether a live (or connecting) connection is registered under `key`.
+    pub(crate) fn is_live(&self, key: ConnKey) -> bool {
+        self.lock().get(&key).is_some_and(|e| !e.tx.is_closed())
+    }
+
     /// Number of live (and connecting) connections.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

@@ -259,7 +259,7 @@ impl Transports {
     /// known side: prefer [`send_from`](Self::send_from) for responses.
     pub fn send(&self, to: Target, tls_name: Option<&str>, bytes: Bytes) -> Result<(), SendError> {
         let side = self.shared.peers.get(&to.addr).copied();
-        self.send_inner(Source::Auto(side), to, tls_name, bytes)
+        self.send_inner(Source::Auto(side), to, tls_name, None, bytes)
     }
 
     /// Like [`send`](Self::send), for a destination known to be on `side`: a UDP message
@@ -272,7 +272,21 @@ impl Transports {
         tls_name: Option<&str>,
         bytes: Bytes,
     ) -> Result<(), SendError> {
-        self.send_inner(Source::Side(side), to, tls_name, bytes)
+        self.send_inner(Source::Side(side), to, tls_name, None, bytes)
+    }
+
+    /// Like [`send_on`](Self::send_on), to a flow: the stream connection the peer opened
+    /// from `to`. When it is gone (peers open connections from ports they do not listen
+    /// on), a connection to `reconnect` carries the message instead, reusing a live one.
+    pub fn send_flow(
+        &self,
+        side: Side,
+        to: Target,
+        reconnect: SocketAddr,
+        tls_name: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<(), SendError> {
+        self.send_inner(Source::Side(side), to, tls_name, Some(reconnect), bytes)
     }
 
     /// Like [`send`](Self::send), leaving from listener `listener` (index into
@@ -286,7 +300,7 @@ impl Transports {
         tls_name: Option<&str>,
         bytes: Bytes,
     ) -> Result<(), SendError> {
-        self.send_inner(Source::Listener(listener), to, tls_name, bytes)
+        self.send_inner(Source::Listener(listener), to, tls_name, None, bytes)
     }
 
     fn send_inner(
@@ -294,6 +308,7 @@ impl Transports {
         from: Source,
         to: Target,
         tls_name: Option<&str>,
+        reconnect: Option<SocketAddr>,
         bytes: Bytes,
     ) -> Result<(), SendError> {
         let shared = &self.shared;
@@ -308,6 +323,14 @@ impl Transports {
                 udp::send(shared, socket, to, bytes)
             }
             Transport::Tcp | Transport::Tls => {
+                let key = (to.transport, to.addr);
+                let to = match reconnect {
+                    Some(addr) if !shared.conns.is_live(key) => Target {
+                        transport: to.transport,
+                        addr,
+                    },
+                    _ => to,
+                };
                 stream::send(shared, from.side(shared), to, tls_name, bytes)
             }
         }

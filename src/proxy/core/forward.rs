@@ -3,6 +3,10 @@
 //! (Via, Max-Forwards, double Record-Route, stripped headers) and stateless 2xx ACKs.
 
 use super::*;
+use crate::transport::Transport;
+
+/// A next hop's target, TLS name and reconnect address ([`Output::reconnect`]).
+type FlowHop = (Target, Option<String>, Option<SocketAddr>);
 
 impl Proxy {
     /// Picks the next untried destination of the other side and forwards there. False when
@@ -31,7 +35,14 @@ impl Proxy {
         let pops = self.our_route_pops(&request);
         let dest_name = self.sets[idx(to_side)].dest(dest).name.clone();
         self.policy.on_forward(now, &request, &dest_name);
-        self.forward_inner(now, sid, &request, to_side, target, name, Some(dest), pops);
+        let hop = Hop {
+            target,
+            name,
+            pops,
+            request_uri: None,
+            reconnect: None,
+        };
+        self.forward_inner(now, sid, &request, to_side, hop, Some(dest));
         true
     }
 
@@ -43,16 +54,11 @@ impl Proxy {
         to_side: Side,
     ) {
         match self.next_hop(msg, to_side) {
-            Some(Hop {
-                target,
-                name,
-                pops,
-                request_uri,
-            }) => {
-                if let (Some(uri), Some(p)) = (request_uri, self.pending.get_mut(&sid)) {
+            Some(mut hop) => {
+                if let (Some(uri), Some(p)) = (hop.request_uri.take(), self.pending.get_mut(&sid)) {
                     p.rewrite = Some(uri);
                 }
-                self.forward_inner(now, sid, msg, to_side, target, name, None, pops)
+                self.forward_inner(now, sid, msg, to_side, hop, None)
             }
             None => {
                 self.stats.no_route += 1;
@@ -82,17 +88,20 @@ impl Proxy {
     pub(super) fn next_hop(&self, msg: &Message, to_side: Side) -> Option<Hop> {
         let routes = msg.routes().ok()?;
         let pops = self.ours(&routes);
-        let hop = |(target, name): (Target, Option<String>), request_uri| Hop {
+        let hop = |(target, name, reconnect): FlowHop, request_uri| Hop {
             target,
             name,
             pops,
             request_uri,
+            reconnect,
         };
+        let plain = |(target, name): (Target, Option<String>)| (target, name, None);
         let ours = routes.get(..pops).unwrap_or_default();
         if let Some(next) = routes.get(pops) {
             return self
                 .routing
                 .resolve(&next.uri, to_side)
+                .map(plain)
                 .or_else(|| self.flow_hop(ours, &next.uri, to_side))
                 .map(|r| hop(r, None));
         }
@@ -102,34 +111,48 @@ impl Proxy {
                 let resolved = self
                     .routing
                     .resolve(&Uri::parse(orig.as_bytes()).ok()?, to_side);
-                return resolved.map(|r| hop(r, Some(orig)));
+                return resolved.map(|r| hop(plain(r), Some(orig)));
             }
         }
         self.routing
             .resolve(&uri, to_side)
+            .map(plain)
             .or_else(|| self.flow_hop(ours, &uri, to_side))
             .map(|r| hop(r, None))
     }
 
     /// The Microsoft proxy named by the flow token of one of `ours` (our popped Route
     /// entries), if the relay rule accepts it; with `next`'s host as TLS name when it is a
-    /// name and the flow is no configured target.
+    /// name and the flow is no configured target. A stream flow that is no configured
+    /// target is a connection the proxy opened from some port of its own: should it be gone,
+    /// a new connection goes to the same address at `next`'s port (default 5061 for TLS,
+    /// 5060 for TCP), where that proxy listens.
     pub(super) fn flow_hop(
         &self,
         ours: &[NameAddr<'_>],
         next: &Uri<'_>,
         to_side: Side,
-    ) -> Option<(Target, Option<String>)> {
+    ) -> Option<FlowHop> {
         if to_side != Side::Microsoft {
             return None;
         }
         let token = ours.iter().find_map(|r| r.uri.param(flow::FLOW))??;
         let (target, name) = self.routing.relay(flow::decode(token)?, to_side)?;
+        let configured = name.is_some();
         let name = name.or_else(|| match next.host {
             Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
             _ => None,
         });
-        Some((target, name))
+        let default_port = match target.transport {
+            Transport::Udp => None,
+            Transport::Tcp => Some(5060),
+            Transport::Tls => Some(5061),
+        };
+        let reconnect = default_port
+            .filter(|_| !configured)
+            .map(|d| SocketAddr::new(target.addr.ip(), next.port.unwrap_or(d)))
+            .filter(|a| *a != target.addr);
+        Some((target, name, reconnect))
     }
 
     /// The Contact value to send toward Microsoft from listener `via` (`None`: leave it).
@@ -146,22 +169,20 @@ impl Proxy {
     }
 
     /// The forward edit (§16.6) and the client transaction.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_inner(
         &mut self,
         now: Millis,
         sid: ServerId,
         msg: &Message,
         to_side: Side,
-        target: Target,
-        name: Option<String>,
+        hop: Hop,
         dest: Option<DestId>,
-        pops: usize,
     ) {
+        let target = hop.target;
         let ingress = self.pending.get(&sid).map(|p| (p.listener, p.source));
         let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
         let Some(bytes) =
-            self.edit_request(msg, to_side, target, pops, ingress, rewrite.as_deref())
+            self.edit_request(msg, to_side, target, hop.pops, ingress, rewrite.as_deref())
         else {
             return self.answer(now, sid, 500, &[]);
         };
@@ -175,10 +196,7 @@ impl Proxy {
                     cid,
                     (ClientRole::Forward(sid, dest.map(|d| (to_side, d))), target),
                 );
-                self.side_ref(target, to_side);
-                if let Some(n) = name {
-                    self.tls_names.insert(target, n);
-                }
+                self.peer_ref(target, to_side, hop.name, hop.reconnect);
             }
             Err(_) => {
                 self.stats.overloaded += 1;
@@ -281,6 +299,7 @@ impl Proxy {
             name,
             pops,
             request_uri,
+            reconnect,
         }) = self.next_hop(&msg, to_side)
         else {
             self.stats.no_route += 1;
@@ -315,7 +334,13 @@ impl Proxy {
         }
         let bytes = e.finish();
         self.stats.forwarded_requests += 1;
-        self.send(target, Some(to_side), name, bytes);
+        self.out.push(Output {
+            to: target,
+            tls_name: name,
+            side: Some(to_side),
+            bytes,
+            reconnect,
+        });
     }
 }
 

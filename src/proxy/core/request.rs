@@ -17,7 +17,7 @@ impl Proxy {
                 self.stats.rejected_invalid += 1;
                 let tag = to_tag_for(&self.tag_key, r.msg.headers());
                 if let Some(bytes) = reply_for(&d, r.msg.headers(), tag.as_bytes()) {
-                    self.send(r.source, Some(side), None, bytes);
+                    self.send(r.source, side, bytes);
                 }
                 return;
             }
@@ -99,7 +99,7 @@ impl Proxy {
             listener,
         } = r;
         let to_side = side.other();
-        self.side_ref(source, side);
+        self.peer_ref(source, side, None, None);
         self.pending.insert(
             sid,
             Pending {

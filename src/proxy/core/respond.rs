@@ -199,6 +199,6 @@ impl Proxy {
             extra,
             None,
         );
-        self.send(to, Some(side), None, bytes);
+        self.send(to, side, bytes);
     }
 }

@@ -9,9 +9,14 @@ impl Proxy {
         while let Some(a) = self.layer.poll_action() {
             match a {
                 Action::Send { to, bytes } => {
-                    let name = self.tls_names.get(&to).cloned();
-                    let side = self.sides.get(&to).map(|s| s.0);
-                    self.send(to, side, name, bytes);
+                    let peer = self.peers.get(&to);
+                    self.out.push(Output {
+                        to,
+                        tls_name: peer.and_then(|p| p.tls_name.clone()),
+                        side: peer.map(|p| p.side),
+                        bytes,
+                        reconnect: peer.and_then(|p| p.reconnect),
+                    });
                 }
                 Action::ClientTimedOut {
                     client,
@@ -20,12 +25,12 @@ impl Proxy {
                 } => self.on_client_timeout(now, client, server, expiry),
                 Action::Terminated(TxId::Server(sid)) => {
                     if let Some(p) = self.pending.remove(&sid) {
-                        self.side_unref(p.source);
+                        self.peer_unref(p.source);
                     }
                 }
                 Action::Terminated(TxId::Client(cid)) => {
                     if let Some((_, target)) = self.clients.remove(&cid) {
-                        self.side_unref(target);
+                        self.peer_unref(target);
                     }
                 }
             }
@@ -108,10 +113,7 @@ impl Proxy {
             self.stats.probes_sent += 1;
             self.clients
                 .insert(cid, (ClientRole::Probe(side, dest), target));
-            self.side_ref(target, side);
-            if let Some(n) = name {
-                self.tls_names.insert(target, n);
-            }
+            self.peer_ref(target, side, name, None);
         }
     }
 

@@ -3,7 +3,7 @@
 //! own Record-Route entry ([`crate::proxy::flow`]); the token is checked like any next hop.
 
 use super::msg::{callee_request, parse, reply, rr, rr_ms, val, vals, Call, Req};
-use super::net::{Net, GW_CARRIER, GW_MS, MS, MS_NAME, SBC1};
+use super::net::{Net, GW_CARRIER, GW_MS, L_MS_TCP, MS, MS_NAME, SBC1};
 use crate::sip::Message;
 use crate::transport::{Target, Transport};
 
@@ -17,6 +17,19 @@ fn udp(addr: &str) -> Target {
         transport: Transport::Udp,
         addr: addr.parse().unwrap(),
     }
+}
+
+/// An INVITE from the Microsoft proxy `proxy` with Microsoft's Contact and Record-Route.
+fn ms_invite(proxy: Target, branch: &str, contact: &str, rr: &str) -> Message {
+    Req::new(
+        "INVITE",
+        &format!("sip:+12065550100@{GW_MS};user=phone"),
+        proxy,
+        branch,
+    )
+    .line(&format!("Contact: <{contact}>"))
+    .line(&format!("Record-Route: {rr}"))
+    .msg()
 }
 
 /// Microsoft's 200 to `inv`: its Record-Route on top of the ones received, its Contact a
@@ -45,16 +58,7 @@ fn the_callee_hangs_up_toward_the_microsoft_proxy_that_sent_the_invite() {
     let mut net = Net::new();
     // A Microsoft proxy that is no configured target, inside the Microsoft ACL.
     let proxy = udp("52.112.7.9:5060");
-    let invite = Req::new(
-        "INVITE",
-        &format!("sip:+12065550100@{GW_MS};user=phone"),
-        proxy,
-        "mf",
-    )
-    .line(&format!("Contact: <{MS_CONTACT}>"))
-    .line(&format!("Record-Route: {MS_RR}"))
-    .msg();
-    net.from(proxy, invite);
+    net.from(proxy, ms_invite(proxy, "mf", MS_CONTACT, MS_RR));
     let out = net.take();
     assert_eq!(out.all(), [(proxy, "100".into()), (SBC1, "INVITE".into())]);
     let inv = out.0[1].msg.clone();
@@ -81,6 +85,7 @@ fn the_callee_hangs_up_toward_the_microsoft_proxy_that_sent_the_invite() {
         Some(MS_HOST),
         "a new TLS connection would verify Microsoft's name"
     );
+    assert_eq!(fwd.reconnect, None, "UDP has no connection to lose");
     net.from(proxy, reply(&fwd.msg, 200, "x", proxy));
     assert_eq!(net.take().all(), [(SBC1, "200".into())]);
     assert_eq!(net.proxy.stats().no_route, 0);
@@ -115,6 +120,7 @@ fn the_caller_acks_and_hangs_up_toward_the_target_it_called() {
             Some(MS_NAME),
             "a configured target keeps its own name"
         );
+        assert_eq!(out.0[0].reconnect, None);
     }
 
     // Microsoft did not Record-Route: the Request-URI is its Contact, a name; same flow.
@@ -168,4 +174,50 @@ fn a_flow_is_a_next_hop_like_any_other() {
     r.routes = vec![rr_ms(SBC1), rr(GW_CARRIER)];
     net.from(MS, r.msg());
     assert_eq!(net.take().all(), [(MS, "404".into())]);
+}
+
+/// A Microsoft proxy that called over a stream connection from an ephemeral port: the BYE
+/// goes to that flow, and should the connection be gone, to the same address at the port of
+/// Microsoft's Record-Route (default 5060 for TCP), where that proxy listens.
+#[test]
+fn a_stream_flow_carries_where_to_reconnect() {
+    for (ms_rr, port) in [
+        (
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5071;transport=tcp;lr>",
+            5071,
+        ),
+        (
+            "<sip:sip-du-a-us.pstnhub.microsoft.com;transport=tcp;lr>",
+            5060,
+        ),
+    ] {
+        let mut net = Net::new();
+        let proxy = Target {
+            transport: Transport::Tcp,
+            addr: "52.112.7.9:49152".parse().unwrap(),
+        };
+        let contact = format!("{MS_CONTACT};transport=tcp");
+        net.deliver(L_MS_TCP, proxy, ms_invite(proxy, "mt", &contact, ms_rr));
+        let out = net.take();
+        assert_eq!(out.all(), [(proxy, "100".into()), (SBC1, "INVITE".into())]);
+        let inv = out.0[1].msg.clone();
+        let ok = reply(&inv, 200, "sbc", SBC1);
+        net.from(SBC1, ok.clone());
+        assert_eq!(net.take().all(), [(proxy, "200".into())]);
+
+        let bye = callee_request("BYE", SBC1, "sbc-bye-t", &inv, &ok).msg();
+        net.from(SBC1, bye);
+        let out = net.take();
+        assert_eq!(out.all(), [(proxy, "BYE".into())], "the flow first");
+        assert_eq!(
+            out.0[0].reconnect,
+            Some(format!("52.112.7.9:{port}").parse().unwrap()),
+            "{ms_rr}"
+        );
+        assert_eq!(out.0[0].tls_name.as_deref(), Some(MS_HOST));
+        // Retransmissions and the ACK of a failure follow the same way: the peer entry
+        // lives as long as the transaction.
+        net.from(proxy, reply(&out.0[0].msg, 200, "x", proxy));
+        assert_eq!(net.take().all(), [(SBC1, "200".into())]);
+    }
 }

@@ -23,6 +23,8 @@ use crate::transport::{Target, Transport};
 /// 10.0.0.1:5067, carrier TCP 10.0.0.1:5063.
 pub(super) const L_MS: usize = 0;
 pub(super) const L_CARRIER: usize = 1;
+/// The Microsoft-side TCP listener.
+pub(super) const L_MS_TCP: usize = 2;
 
 /// Our advertised addresses on the two UDP listeners.
 pub(super) const GW_MS: &str = "10.0.0.1:5066";
@@ -133,6 +135,7 @@ pub(super) struct Sent {
     pub to: Target,
     pub side: Option<Side>,
     pub tls_name: Option<String>,
+    pub reconnect: Option<std::net::SocketAddr>,
     pub msg: Message,
 }
 
@@ -291,6 +294,7 @@ impl Net {
             to: o.to,
             side: o.side,
             tls_name: o.tls_name,
+            reconnect: o.reconnect,
             msg: parse(&o.bytes),
         });
         self.log.extend(sent);
