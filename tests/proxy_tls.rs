@@ -108,6 +108,20 @@ impl Setup {
         (call, inv, uas_tag, ok)
     }
 
+    /// Closes the Microsoft proxy's connection `msp` and waits until the gateway let go of it.
+    async fn hang_up_connection(&self, msp: Ua) {
+        let live = self.gw.running().transports.connections();
+        drop(msp);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.gw.running().transports.connections() >= live {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "connection never dropped"
+            );
+            tokio::time::sleep(ms(10)).await;
+        }
+    }
+
     /// OPTIONS to the gateway over `ua` must get 200.
     async fn options_ok(&self, ua: &mut Ua) {
         let uri = format!("sip:{};transport=tls", self.advertised());
@@ -273,16 +287,7 @@ async fn tls_bye_reconnects_when_microsofts_connection_is_gone() {
         msp.send(l_ms, &call.ack_2xx()).await;
         s.sbc.expect_request("ACK").await;
 
-        let live = s.gw.running().transports.connections();
-        drop(msp);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while s.gw.running().transports.connections() >= live {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "connection never dropped"
-            );
-            tokio::time::sleep(ms(10)).await;
-        }
+        s.hang_up_connection(msp).await;
 
         let mut callee = Leg::callee("UDP", s.sbc.local, &inv, &uas_tag);
         s.sbc.send(l_c, &callee.in_dialog("BYE")).await;
@@ -291,6 +296,25 @@ async fn tls_bye_reconnects_when_microsofts_connection_is_gone() {
         assert_eq!(bye.hs("Route"), [ms_rr.as_str()], "{}", bye.dump());
         ms_in.reply(&bye, 200, None, None, None).await;
         s.sbc.expect_response(200).await;
+
+        // Responses too (RFC 3261 §18.2.2): a connection gone before the answer, the 200
+        // goes to the same address at the port of Microsoft's Via.
+        let mut msp = s.ms_client().await;
+        let ruri = callee_uri("+12065550100", l_ms);
+        let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
+        let mut invite = call.invite(&ruri);
+        let branch = invite.branch();
+        invite.vias = vec![format!(
+            "SIP/2.0/TLS sip-du-a-us.pstnhub.microsoft.com:{};branch={branch}",
+            s.ms_srv.addr.port()
+        )];
+        msp.send(l_ms, &invite).await;
+        let inv = s.sbc.expect_request("INVITE").await;
+        msp.expect_response(100).await;
+        s.hang_up_connection(msp).await;
+        s.sbc.reply(&inv, 486, Some(&tag()), None, None).await;
+        let busy = ms_in.expect_response(486).await;
+        assert_eq!(busy.h("Call-ID"), Some(call.call_id.clone()));
         s.stop().await;
     })
     .await;

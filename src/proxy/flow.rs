@@ -17,6 +17,9 @@
 //! ([`crate::proxy::core::Output::reconnect`]): the flow's IP at the next hop's port
 //! (default 5061 for TLS, 5060 for TCP), where that proxy listens. The transport uses it
 //! when the flow's connection is gone, reusing a live connection to it if there is one.
+//! Responses to a request that came over a stream connection do the same when it is gone:
+//! the source's IP at the top Via's sent-by port (RFC 3261 §18.2.2), with the sent-by host
+//! as TLS name.
 //!
 //! The token is `TRANSPORT-IP-PORT` (`tls-52.114.1.2-5061`, `udp-[2603:1063::1]-5060`): no
 //! state, so a restarted gateway still routes every dialog. It is a next hop like any other:

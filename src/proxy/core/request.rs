@@ -3,6 +3,7 @@
 //! next hop; SBC quality reports (RFC 6035 PUBLISH) answered here.
 
 use super::*;
+use crate::transport::Transport;
 
 impl Proxy {
     pub(super) fn on_request(&mut self, now: Millis, r: Received, side: Side) {
@@ -99,7 +100,8 @@ impl Proxy {
             listener,
         } = r;
         let to_side = side.other();
-        self.peer_ref(source, side, None, None);
+        let (name, reconnect) = response_reconnect(&msg, source);
+        self.peer_ref(source, side, name, reconnect);
         self.pending.insert(
             sid,
             Pending {
@@ -193,3 +195,28 @@ impl Proxy {
 /// Methods we accept, for the `Allow` of our OPTIONS answers.
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, MESSAGE";
+
+/// Where responses to `msg` go should the stream connection it came on from `source` be gone
+/// (RFC 3261 §18.2.2): the source's IP (what `received` would say) at the top Via's sent-by
+/// port, or the transport's default, with the sent-by host as TLS name when it is a name.
+/// `(None, None)` for UDP and when that is `source` itself (a new connection to it is what
+/// the transport opens anyway).
+fn response_reconnect(msg: &Message, source: Target) -> (Option<String>, Option<SocketAddr>) {
+    let default = match source.transport {
+        Transport::Udp => return (None, None),
+        Transport::Tcp => 5060,
+        Transport::Tls => 5061,
+    };
+    let Ok(via) = msg.top_via() else {
+        return (None, None);
+    };
+    let addr = SocketAddr::new(source.addr.ip(), via.port.unwrap_or(default));
+    if addr == source.addr {
+        return (None, None);
+    }
+    let name = match via.host {
+        Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
+        _ => None,
+    };
+    (name, Some(addr))
+}

@@ -19,17 +19,28 @@ fn udp(addr: &str) -> Target {
     }
 }
 
-/// An INVITE from the Microsoft proxy `proxy` with Microsoft's Contact and Record-Route.
-fn ms_invite(proxy: Target, branch: &str, contact: &str, rr: &str) -> Message {
-    Req::new(
+/// An INVITE from the Microsoft proxy `proxy` with Microsoft's Contact and Record-Route,
+/// and its Via's sent-by when not `proxy`'s address.
+fn ms_invite(
+    proxy: Target,
+    branch: &str,
+    contact: &str,
+    rr: &str,
+    sent_by: Option<&str>,
+) -> Message {
+    let mut req = Req::new(
         "INVITE",
         &format!("sip:+12065550100@{GW_MS};user=phone"),
         proxy,
         branch,
     )
     .line(&format!("Contact: <{contact}>"))
-    .line(&format!("Record-Route: {rr}"))
-    .msg()
+    .line(&format!("Record-Route: {rr}"));
+    if let Some(s) = sent_by {
+        let t = proxy.transport.via_token();
+        req.vias = vec![format!("SIP/2.0/{t} {s};branch=z9hG4bK{branch}")];
+    }
+    req.msg()
 }
 
 /// Microsoft's 200 to `inv`: its Record-Route on top of the ones received, its Contact a
@@ -58,7 +69,7 @@ fn the_callee_hangs_up_toward_the_microsoft_proxy_that_sent_the_invite() {
     let mut net = Net::new();
     // A Microsoft proxy that is no configured target, inside the Microsoft ACL.
     let proxy = udp("52.112.7.9:5060");
-    net.from(proxy, ms_invite(proxy, "mf", MS_CONTACT, MS_RR));
+    net.from(proxy, ms_invite(proxy, "mf", MS_CONTACT, MS_RR, None));
     let out = net.take();
     assert_eq!(out.all(), [(proxy, "100".into()), (SBC1, "INVITE".into())]);
     let inv = out.0[1].msg.clone();
@@ -176,9 +187,10 @@ fn a_flow_is_a_next_hop_like_any_other() {
     assert_eq!(net.take().all(), [(MS, "404".into())]);
 }
 
-/// A Microsoft proxy that called over a stream connection from an ephemeral port: the BYE
-/// goes to that flow, and should the connection be gone, to the same address at the port of
-/// Microsoft's Record-Route (default 5060 for TCP), where that proxy listens.
+/// A Microsoft proxy that called over a stream connection from an ephemeral port: the
+/// responses and the BYE go to that flow, and should the connection be gone, to the same
+/// address at the port of Microsoft's Via and Record-Route (default 5060 for TCP), where
+/// that proxy listens.
 #[test]
 fn a_stream_flow_carries_where_to_reconnect() {
     for (ms_rr, port) in [
@@ -197,23 +209,31 @@ fn a_stream_flow_carries_where_to_reconnect() {
             addr: "52.112.7.9:49152".parse().unwrap(),
         };
         let contact = format!("{MS_CONTACT};transport=tcp");
-        net.deliver(L_MS_TCP, proxy, ms_invite(proxy, "mt", &contact, ms_rr));
+        // No port in the second case: the transport's default.
+        let sent_by = match port {
+            5060 => MS_HOST.to_string(),
+            p => format!("{MS_HOST}:{p}"),
+        };
+        let invite = ms_invite(proxy, "mt", &contact, ms_rr, Some(&sent_by));
+        net.deliver(L_MS_TCP, proxy, invite);
         let out = net.take();
         assert_eq!(out.all(), [(proxy, "100".into()), (SBC1, "INVITE".into())]);
+        // Responses too (RFC 3261 §18.2.2): the source's IP at the Via's sent-by port.
+        let back = Some(format!("52.112.7.9:{port}").parse().unwrap());
+        assert_eq!(out.0[0].reconnect, back);
+        assert_eq!(out.0[0].tls_name.as_deref(), Some(MS_HOST));
         let inv = out.0[1].msg.clone();
         let ok = reply(&inv, 200, "sbc", SBC1);
         net.from(SBC1, ok.clone());
-        assert_eq!(net.take().all(), [(proxy, "200".into())]);
+        let out = net.take();
+        assert_eq!(out.all(), [(proxy, "200".into())]);
+        assert_eq!(out.0[0].reconnect, back);
 
         let bye = callee_request("BYE", SBC1, "sbc-bye-t", &inv, &ok).msg();
         net.from(SBC1, bye);
         let out = net.take();
         assert_eq!(out.all(), [(proxy, "BYE".into())], "the flow first");
-        assert_eq!(
-            out.0[0].reconnect,
-            Some(format!("52.112.7.9:{port}").parse().unwrap()),
-            "{ms_rr}"
-        );
+        assert_eq!(out.0[0].reconnect, back, "{ms_rr}");
         assert_eq!(out.0[0].tls_name.as_deref(), Some(MS_HOST));
         // Retransmissions and the ACK of a failure follow the same way: the peer entry
         // lives as long as the transaction.
