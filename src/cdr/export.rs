@@ -10,7 +10,9 @@
 //!
 //! At start [`Exporter::recover`] compares the two: a pending batch past the cursor was cut
 //! short by a crash, so its files are truncated back to the lengths recorded before it, and
-//! the batch is exported again from the spool. Formats in `docs/cdr.md`.
+//! the batch is exported again from the spool. Each batch does the same first, so a batch
+//! that failed half-way in a running process (a full disk) is not repeated by its retry.
+//! Formats in `docs/cdr.md`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -185,22 +187,9 @@ impl Exporter {
     /// that could not be truncated; a malformed `export.pending` is reported and ignored.
     pub fn recover(dir: &Path) -> std::io::Result<u64> {
         let pos = Self::load_position(dir);
-        let path = dir.join(PENDING);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(pos),
-            Err(e) => return Err(e),
-        };
-        match parse_pending(&text) {
-            Some((last, files)) if last > pos => {
-                for (name, len) in files {
-                    roll_back(&dir.join(name), len)?;
-                }
-            }
-            Some(_) => {}
-            None => tracing::warn!(file = %path.display(), "malformed export.pending ignored"),
+        if undo_pending(dir, pos)? {
+            fs::remove_file(dir.join(PENDING))?;
         }
-        fs::remove_file(&path)?;
         Ok(pos)
     }
 
@@ -266,6 +255,9 @@ impl Exporter {
         let Some(last) = entries.last().map(|e| e.seq) else {
             return Ok(None);
         };
+        // A batch that failed half-way in this process (a full disk) is undone as a
+        // crashed one would be, before it is written again.
+        undo_pending(&self.cfg.dir, pos)?;
         let mut lines = Vec::with_capacity(entries.len());
         for e in &entries {
             // An undecodable payload is the uploader's to dead-letter; skip it here.
@@ -326,6 +318,28 @@ impl Exporter {
     }
 }
 
+/// Truncates the files of the batch announced in `export.pending`, when it was not committed
+/// (its last seq is past `pos`), back to their lengths before it. False when there is no
+/// `export.pending`.
+fn undo_pending(dir: &Path, pos: u64) -> std::io::Result<bool> {
+    let path = dir.join(PENDING);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match parse_pending(&text) {
+        Some((last, files)) if last > pos => {
+            for (name, len) in files {
+                roll_back(&dir.join(name), len)?;
+            }
+        }
+        Some(_) => {}
+        None => tracing::warn!(file = %path.display(), "malformed export.pending ignored"),
+    }
+    Ok(true)
+}
+
 /// `export.pending`: the batch's last seq and its files with their lengths before it.
 /// `None` when malformed, or when a name is not a plain file name of ours.
 fn parse_pending(text: &str) -> Option<(u64, Vec<(&str, u64)>)> {
@@ -356,7 +370,7 @@ fn roll_back(path: &Path, len: u64) -> std::io::Result<()> {
         tracing::warn!(
             file = %path.display(),
             removed_bytes = now - len,
-            "export: rolled back a batch cut short by a crash; it is written again"
+            "export: rolled back an unfinished batch; it is written again"
         );
     }
     Ok(())
@@ -526,6 +540,19 @@ mod tests {
             })
             .collect();
         assert_eq!(calls, ["call-0", "call-1", "call-2", "call-3", "call-4"]);
+    }
+
+    #[test]
+    fn a_batch_that_failed_half_way_is_not_repeated_by_its_retry() {
+        let b = Bench::new("retry");
+        b.close(0..4, T);
+        let (mut ex, _) = b.exporter(ExportFormat::Jsonl);
+        // The lines reach the file, then the position cannot be written (a full disk).
+        assert_eq!(ex.write_batch(0).unwrap(), Some((4, 4)));
+        // The exporter's loop tries the same batch again, in the same process.
+        assert_eq!(ex.export_from(0).unwrap(), 4);
+        assert_eq!(b.files()[0].1.len(), 4, "each record once");
+        assert_eq!(Exporter::load_position(&b.root.join("export")), 4);
     }
 
     #[test]
