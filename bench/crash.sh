@@ -42,6 +42,9 @@ cleanup() {
 }
 
 sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/crash/|$work/|" bench/crash.toml >"$work/crash.toml"
+# The carrier's export files too: the check wants every uploaded record in them exactly
+# once (a kill landing between a batch's write and its position is rolled back at restart).
+printf '\n[cdr.export]\ndir = "%s/export"\n' "$work" >>"$work/crash.toml"
 export OCEDGE_API_SECRET=crash-test
 
 "$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" \
@@ -123,4 +126,5 @@ if [ -n "${OCEDGE_RELOADS:-}" ]; then
     grep -c 'configuration reloaded' "$work/gw-1.log" | sed 's/^/crash: reloads logged: /'
 fi
 python3 bench/crash_check.py --work "$work" --bin "$bin" --calls "$calls" \
-    --emulator http://127.0.0.1:8089 --killed "$kill_after" --max-diff "${OCEDGE_MAX_DIFF_MS:-20}"
+    --emulator http://127.0.0.1:8089 --killed "$kill_after" --max-diff "${OCEDGE_MAX_DIFF_MS:-20}" \
+    --export "$work/export"

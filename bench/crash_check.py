@@ -4,7 +4,7 @@ the emulator, none twice, and the uploaded durations match SIPp's own call lengt
 
 Waits (bounded) for the gateway to finish uploading: until its spool has nothing pending
 and the emulator's count stops moving."""
-import argparse, json, subprocess, sys, time, urllib.request
+import argparse, glob, json, subprocess, sys, time, urllib.request
 
 
 def get(url):
@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--emulator", required=True)
     ap.add_argument("--killed", default="0")
     ap.add_argument("--settle", type=float, default=90.0)
+    ap.add_argument("--export", help="the [cdr.export] directory: each record once, as uploaded")
     ap.add_argument("--max-diff", type=int, default=20,
                     help="largest p99 |record duration - SIPp call length| in ms (no-kill runs)")
     a = ap.parse_args()
@@ -82,6 +83,13 @@ def main():
     def pct(p):
         return diffs[min(len(diffs) - 1, int(len(diffs) * p))] if diffs else None
 
+    # The carrier's export files: every line a record id, each uploaded record exactly once.
+    exported = []
+    if a.export:
+        for path in sorted(glob.glob(f"{a.export}/cdr-*.jsonl")):
+            with open(path) as f:
+                exported += [json.loads(line)["id"] for line in f if line.strip()]
+
     report = {
         "sipp_completed": len(completed),
         "sipp_started": len(calls),
@@ -98,6 +106,11 @@ def main():
         "duration_diff_ms_max": diffs[-1] if diffs else None,
         "killed_after_s": a.killed,
     }
+    if a.export:
+        report["exported_lines"] = len(exported)
+        report["exported_twice"] = len(exported) - len(set(exported))
+        report["uploaded_not_exported"] = len(set(ids) - set(exported))
+        report["exported_not_uploaded"] = len(set(exported) - set(ids))
     print(json.dumps(report, indent=2))
     ok = True
     if not completed:
@@ -113,6 +126,11 @@ def main():
     # Accuracy is judged on the run without a kill: a restart stalls the calls around it.
     if a.killed == "0" and diffs and pct(0.99) > a.max_diff:
         print(f"crash: FAIL: duration p99 differs by {pct(0.99)} ms (> {a.max_diff})", file=sys.stderr)
+        ok = False
+    if a.export and (report["exported_twice"] or report["uploaded_not_exported"]
+                     or report["exported_not_uploaded"]):
+        print("crash: FAIL: the export files do not hold each uploaded record exactly once",
+              file=sys.stderr)
         ok = False
     if stats.get("accepted") != len(records):
         print("crash: FAIL: accepted count differs from distinct records", file=sys.stderr)
