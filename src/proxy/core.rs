@@ -40,7 +40,7 @@ use crate::sip::edit::Editor;
 use crate::sip::headers::NameAddr;
 use crate::sip::message::ParseFailure;
 use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
-use crate::sip::uri::{Host, Uri};
+use crate::sip::uri::Uri;
 use crate::sip::validate::{self, Decision};
 use crate::sip::{Limits, Message, Method};
 use crate::transport::Target;

@@ -28,10 +28,31 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::proxy::route::default_port;
+use crate::sip::uri::Host;
 use crate::transport::{Target, Transport};
 
 /// The Record-Route URI parameter carrying the flow.
 pub const FLOW: &str = "oc-flow";
+
+/// Where a new connection to the peer of the stream flow `flow` goes once the flow's own is
+/// gone: the flow's IP at `port` (the port a Via or next hop names), else the transport's
+/// default. `None` for UDP, and when that is `flow` itself.
+pub fn reconnect(flow: Target, port: Option<u16>) -> Option<SocketAddr> {
+    if flow.transport == Transport::Udp {
+        return None;
+    }
+    let addr = SocketAddr::new(flow.addr.ip(), port.unwrap_or(default_port(flow.transport)));
+    (addr != flow.addr).then_some(addr)
+}
+
+/// `host` as a TLS name to verify, when it is a name.
+pub fn tls_name(host: &Host<'_>) -> Option<String> {
+    match host {
+        Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
+        _ => None,
+    }
+}
 
 /// The token for `t`.
 pub fn encode(t: Target) -> String {

@@ -3,7 +3,6 @@
 //! (Via, Max-Forwards, double Record-Route, stripped headers) and stateless 2xx ACKs.
 
 use super::*;
-use crate::transport::Transport;
 
 /// A next hop's target, TLS name and reconnect address ([`Output::reconnect`]).
 type FlowHop = (Target, Option<String>, Option<SocketAddr>);
@@ -138,20 +137,11 @@ impl Proxy {
         }
         let token = ours.iter().find_map(|r| r.uri.param(flow::FLOW))??;
         let (target, name) = self.routing.relay(flow::decode(token)?, to_side)?;
-        let configured = name.is_some();
-        let name = name.or_else(|| match next.host {
-            Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
-            _ => None,
-        });
-        let default_port = match target.transport {
-            Transport::Udp => None,
-            Transport::Tcp => Some(5060),
-            Transport::Tls => Some(5061),
+        let reconnect = match name {
+            Some(_) => None,
+            None => flow::reconnect(target, next.port),
         };
-        let reconnect = default_port
-            .filter(|_| !configured)
-            .map(|d| SocketAddr::new(target.addr.ip(), next.port.unwrap_or(d)))
-            .filter(|a| *a != target.addr);
+        let name = name.or_else(|| flow::tls_name(&next.host));
         Some((target, name, reconnect))
     }
 

@@ -202,21 +202,15 @@ const ALLOW: &str =
 /// `(None, None)` for UDP and when that is `source` itself (a new connection to it is what
 /// the transport opens anyway).
 fn response_reconnect(msg: &Message, source: Target) -> (Option<String>, Option<SocketAddr>) {
-    let default = match source.transport {
-        Transport::Udp => return (None, None),
-        Transport::Tcp => 5060,
-        Transport::Tls => 5061,
-    };
+    // Checked before the Via is parsed: UDP is the hot path.
+    if source.transport == Transport::Udp {
+        return (None, None);
+    }
     let Ok(via) = msg.top_via() else {
         return (None, None);
     };
-    let addr = SocketAddr::new(source.addr.ip(), via.port.unwrap_or(default));
-    if addr == source.addr {
-        return (None, None);
+    match flow::reconnect(source, via.port) {
+        Some(addr) => (flow::tls_name(&via.host), Some(addr)),
+        None => (None, None),
     }
-    let name = match via.host {
-        Host::Name(n) => std::str::from_utf8(n).ok().map(str::to_owned),
-        _ => None,
-    };
-    (name, Some(addr))
 }
