@@ -2,6 +2,7 @@
 //! our own answers on server transactions, and stateless replies.
 
 use super::*;
+use crate::sip::message::Headers;
 
 impl Proxy {
     pub(super) fn on_response(&mut self, now: Millis, msg: Message) {
@@ -115,21 +116,13 @@ impl Proxy {
         let Some(request) = self.pending.get(&sid).and_then(|p| p.request.as_ref()) else {
             return;
         };
-        let tag = to_tag_for(&self.tag_key, request.headers());
         let printable = !reason.is_empty() && reason.bytes().all(|b| (0x20..0x7f).contains(&b));
         let phrase = if printable {
             reason
         } else {
             reason_phrase(status)
         };
-        let bytes = build_response(
-            request.headers(),
-            status,
-            phrase,
-            Some(tag.as_bytes()),
-            &[],
-            None,
-        );
+        let bytes = self.own_response(request.headers(), status, phrase, &[]);
         self.send_answer(now, sid, bytes, status);
     }
 
@@ -144,16 +137,20 @@ impl Proxy {
         let Some(request) = self.pending.get(&sid).and_then(|p| p.request.as_ref()) else {
             return;
         };
-        let tag = to_tag_for(&self.tag_key, request.headers());
-        let bytes = build_response(
-            request.headers(),
-            status,
-            reason_phrase(status),
-            Some(tag.as_bytes()),
-            extra,
-            None,
-        );
+        let bytes = self.own_response(request.headers(), status, reason_phrase(status), extra);
         self.send_answer(now, sid, bytes, status);
+    }
+
+    /// A response of ours to the request with `headers`, with our To tag for it.
+    fn own_response(
+        &self,
+        headers: &Headers,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) -> Bytes {
+        let tag = to_tag_for(&self.tag_key, headers);
+        build_response(headers, status, reason, Some(tag.as_bytes()), extra, None)
     }
 
     /// Sends a response the proxy built on its server transaction and shows it to the policy.
@@ -190,15 +187,7 @@ impl Proxy {
         if msg.method() == Some(Method::Ack) {
             return;
         }
-        let tag = to_tag_for(&self.tag_key, msg.headers());
-        let bytes = build_response(
-            msg.headers(),
-            status,
-            reason_phrase(status),
-            Some(tag.as_bytes()),
-            extra,
-            None,
-        );
+        let bytes = self.own_response(msg.headers(), status, reason_phrase(status), extra);
         self.send(to, side, bytes);
     }
 }
