@@ -205,6 +205,8 @@ catalogue! {
         "Records in the spool not yet acknowledged by every consumer.";
     CDR_SPOOL_ALARM = "ocedge_cdr_spool_alarm", Gauge, [],
         "1 while the spool is past cdr.alarm_ratio of cdr.max_bytes.";
+    CDR_SPOOL_FSYNC_FAILURES = "ocedge_cdr_spool_fsync_failures_total", Counter, [],
+        "Spool fsyncs that failed; each is repaired by writing what it covered again to fresh files.";
     CDR_UPLOAD_LAG = "ocedge_cdr_upload_lag_seconds", Gauge, [],
         "Age of the oldest record not yet uploaded; 0 when none waits.";
     CDR_UPLOAD_QUEUE = "ocedge_cdr_upload_queue", Gauge, [],

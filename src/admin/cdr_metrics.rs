@@ -100,6 +100,8 @@ pub struct CdrMetrics {
     pub spool_unacked: u64,
     /// The spool is past its alarm ratio.
     pub spool_alarm: bool,
+    /// Spool fsyncs that failed (each followed by a repair).
+    pub spool_fsync_failures: u64,
     /// Age of the oldest record not yet uploaded (zero when none waits).
     pub upload_lag: Duration,
     /// Records waiting for upload.
@@ -121,6 +123,7 @@ pub fn publish_cdr(m: &CdrMetrics) {
     gauge!(c::CDR_SPOOL_BYTES).set(m.spool_bytes as f64);
     gauge!(c::CDR_SPOOL_UNACKED).set(m.spool_unacked as f64);
     gauge!(c::CDR_SPOOL_ALARM).set(flag(m.spool_alarm));
+    counter!(c::CDR_SPOOL_FSYNC_FAILURES).absolute(m.spool_fsync_failures);
     gauge!(c::CDR_UPLOAD_LAG).set(m.upload_lag.as_secs_f64());
     gauge!(c::CDR_UPLOAD_QUEUE).set(m.upload_queue as f64);
     for (result, v) in [

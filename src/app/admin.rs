@@ -114,6 +114,7 @@ impl AdminSource for DaemonSource {
                 "upload_lag_seconds": lag(s.oldest_unacked_ms).as_secs(),
                 "alarm": s.alarm,
                 "full": s.full,
+                "fsync_failures": s.fsync_failures,
                 "held_in_memory": c.sink.held(),
                 "upload": up,
             })
@@ -199,6 +200,7 @@ impl AdminSource for DaemonSource {
                 spool_bytes: s.bytes,
                 spool_unacked: s.unacked,
                 spool_alarm: s.alarm,
+                spool_fsync_failures: s.fsync_failures,
                 upload_lag: lag(s.oldest_unacked_ms),
                 ..CdrMetrics::default()
             };

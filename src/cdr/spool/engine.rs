@@ -2,7 +2,8 @@
 //! in `recover`, acknowledgement and deletion in `clean`, reading in `reader`.
 //!
 //! Locking: `inner` guards all state and is held for one write(2) per batch, never across
-//! an fsync; `sync_lock` serialises syncs, `ack_lock` acknowledgements and deletions,
+//! an fsync; `sync_lock` serialises syncs (and the repair after a failed one, `repair`),
+//! `ack_lock` acknowledgements and deletions,
 //! `read_pos` the uploader's remembered position. Order when nested: `ack_lock`, then
 //! `sync_lock`, then `inner`.
 
@@ -29,6 +30,11 @@ pub struct Spool {
     pub(super) read_pos: Mutex<Vec<ReadPos>>,
     pub(super) durable: AtomicU64,
     pub(super) cursor: AtomicU64,
+    /// Sync rounds that failed (each followed by a repair).
+    pub(super) fsync_failures: AtomicU64,
+    /// Tests: this many coming fsyncs fail.
+    #[cfg(test)]
+    pub(super) inject_fsync_failures: std::sync::atomic::AtomicU32,
     /// Holds the directory's exclusive lock for as long as the spool lives.
     pub(super) _lock: File,
 }
@@ -62,15 +68,41 @@ pub(super) struct Inner {
     /// Bytes of all segment files.
     pub bytes: u64,
     pub cursor: u64,
-    /// Segments rotated out since the last sync, still to be fsynced.
-    pub unsynced: Vec<Arc<File>>,
+    /// Segments rotated out since the last sync (by first seq), still to be fsynced.
+    pub unsynced: Vec<(u64, Arc<File>)>,
+    /// Every byte written to a segment since the last successful sync, so that a failed
+    /// fsync (after which Linux may have dropped those pages) can be repaired by writing
+    /// them again to fresh files. About one `fsync_interval` of appends.
+    pub pending: VecDeque<Pending>,
+    /// Serial of the last [`Pending`] started.
+    pub pending_serial: u64,
+    /// An fsync failed and the repair has not succeeded yet: the next sync repairs first
+    /// (a later fsync of the same file may report success for pages already lost).
+    pub repair_needed: bool,
     /// A segment was created since the last sync: the directory needs an fsync.
     pub dir_dirty: bool,
     /// A failed write could not be cut off: start a new segment before the next one.
     pub poisoned: bool,
-    /// Encoding buffer, reused.
+    /// Encoding buffer of a write that failed, reused by the next (one that succeeds moves
+    /// into `pending`).
     pub buf: Vec<u8>,
 }
+
+/// Bytes written to segment `seg` at offset `at` (one write) since the last successful
+/// sync.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Serial, in write order.
+    pub id: u64,
+    /// The segment (its first seq).
+    pub seg: u64,
+    /// Offset of `bytes[0]` in the segment file (0: the header was written since, too).
+    pub at: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// How far a sync reached into [`Inner::pending`]: the serial of the last write then.
+pub(super) type PendingMark = Option<u64>;
 
 /// The parts of the state a frame changes; shared by appends and recovery.
 pub(super) struct Book<'a> {
@@ -117,6 +149,31 @@ impl Inner {
         self.next_seq - 1
     }
 
+    /// Keeps the bytes of a write just done at `at` of segment `seg` until a sync
+    /// covers them (moved, not copied).
+    fn keep(&mut self, seg: u64, at: u64, bytes: Vec<u8>) {
+        self.pending_serial += 1;
+        self.pending.push_back(Pending {
+            id: self.pending_serial,
+            seg,
+            at,
+            bytes,
+        });
+    }
+
+    /// Where a sync starting now reaches.
+    pub(super) fn pending_mark(&self) -> PendingMark {
+        self.pending.back().map(|p| p.id)
+    }
+
+    /// A sync made every write up to `mark` durable: forget them.
+    pub(super) fn settle(&mut self, mark: PendingMark) {
+        let Some(id) = mark else { return };
+        while self.pending.front().is_some_and(|p| p.id <= id) {
+            self.pending.pop_front();
+        }
+    }
+
     fn active_len(&self) -> u64 {
         self.segs.get(&self.active.first).map_or(0, |s| s.len)
     }
@@ -141,14 +198,14 @@ impl Inner {
         let first = self.next_seq;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
+        buf.reserve(usize::try_from(total).unwrap_or(0));
         for (seq, it) in (first..).zip(items) {
             put_frame(&mut buf, seq, it.time_ms, it.kind, &it.key, it.payload);
         }
         let seg_id = self.active.first;
         let start = self.active_len();
-        let written = (&*self.active.file).write_all(&buf);
-        self.buf = buf;
-        if let Err(e) = written {
+        if let Err(e) = (&*self.active.file).write_all(&buf) {
+            self.buf = buf;
             // A short write leaves part of a frame: cut it off so that the next frame
             // follows a whole one; if that fails too, never write here again.
             if self.active.file.set_len(start).is_err() {
@@ -157,6 +214,7 @@ impl Inner {
             let path = self.segs.get(&seg_id).map(|s| s.path.clone());
             return Err(io_err(&path.unwrap_or_default())(e));
         }
+        self.keep(seg_id, start, buf);
         let mut at = start;
         for (seq, it) in (first..).zip(items) {
             let len = frame_len(it.payload.len()) as u64;
@@ -192,6 +250,7 @@ impl Inner {
             if let Some(old) = self.segs.remove(&first) {
                 self.bytes = self.bytes.saturating_sub(old.len);
             }
+            self.pending.retain(|p| p.seg != first);
         }
         let header = SegHeader {
             first_seq: first,
@@ -199,6 +258,7 @@ impl Inner {
             cursor: self.cursor,
         };
         let file = segment::create(&path, &header)?;
+        self.keep(first, 0, header.encode().to_vec());
         let old = std::mem::replace(
             &mut self.active,
             Active {
@@ -207,7 +267,7 @@ impl Inner {
             },
         );
         if old.first != first {
-            self.unsynced.push(old.file);
+            self.unsynced.push((old.first, old.file));
         }
         self.segs.insert(first, Seg::new(path, HEADER_LEN as u64));
         self.bytes += HEADER_LEN as u64;
@@ -262,47 +322,94 @@ impl Spool {
     /// Makes every entry appended so far durable: fsyncs the segments written since the
     /// last sync (and the directory after a rotation), then advances `durable_seq`. Does
     /// nothing when nothing was appended. Appends go on while it waits for the disk.
+    ///
+    /// A failed fsync is not retried on the same files: Linux may already have dropped
+    /// the pages it could not write and report success next time. Everything written
+    /// since the last successful sync is written again from memory to fresh files that
+    /// replace the segments (`repair`), and those are fsynced instead. The error is
+    /// returned only when that fails too; the next sync then repairs first.
     pub fn sync(&self) -> Result<(), SpoolError> {
         let _serial = lock(&self.sync_lock);
-        let (target, files, dir_dirty, active) = {
+        let first = self.repair_if_needed().and_then(|()| self.sync_files());
+        let Err(error) = first else { return Ok(()) };
+        lock(&self.inner).repair_needed = true;
+        self.fsync_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, "spool: fsync failed; writing the unsynced records again to fresh segment files");
+        let second = self.repair_if_needed().and_then(|()| self.sync_files());
+        if second.is_err() {
+            lock(&self.inner).repair_needed = true;
+        }
+        second
+    }
+
+    fn repair_if_needed(&self) -> Result<(), SpoolError> {
+        if lock(&self.inner).repair_needed {
+            self.repair()?;
+        }
+        Ok(())
+    }
+
+    /// One fsync round: the segments written since the last one, the active segment and,
+    /// after a creation, the directory. Call with `sync_lock` held.
+    fn sync_files(&self) -> Result<(), SpoolError> {
+        let (target, files, dir_dirty, active, mark) = {
             let mut g = lock(&self.inner);
             let target = g.last_seq();
             if target <= self.durable.load(Ordering::Acquire)
                 && g.unsynced.is_empty()
                 && !g.dir_dirty
+                && g.pending.is_empty()
             {
                 return Ok(());
             }
             let files = std::mem::take(&mut g.unsynced);
             let dir_dirty = std::mem::replace(&mut g.dir_dirty, false);
-            (target, files, dir_dirty, Arc::clone(&g.active.file))
+            let active = (g.active.first, Arc::clone(&g.active.file));
+            (target, files, dir_dirty, active, g.pending_mark())
         };
         let mut result = Ok(());
-        for f in files.iter().chain(std::iter::once(&active)) {
-            if let Err(e) = f.sync_data() {
+        for (_, f) in files.iter().chain(std::iter::once(&active)) {
+            if let Err(e) = self.fault(|| f.sync_data()) {
                 result = Err(io_err(&self.cfg.dir)(e));
                 break;
             }
         }
         if result.is_ok() && dir_dirty {
-            result = segment::sync_dir(&self.cfg.dir);
+            result = self
+                .fault(|| Ok(()))
+                .map_err(io_err(&self.cfg.dir))
+                .and_then(|()| segment::sync_dir(&self.cfg.dir));
         }
         match result {
             Ok(()) => {
+                lock(&self.inner).settle(mark);
                 self.durable.fetch_max(target, Ordering::AcqRel);
                 Ok(())
             }
             Err(e) => {
                 let mut g = lock(&self.inner);
-                let active_now = Arc::clone(&g.active.file);
+                let active_now = g.active.first;
                 g.unsynced.extend(files);
-                if !Arc::ptr_eq(&active, &active_now) {
+                if active.0 != active_now {
                     g.unsynced.push(active);
                 }
                 g.dir_dirty |= dir_dirty;
                 Err(e)
             }
         }
+    }
+
+    /// Runs an fsync, or fails it when a test injected a failure.
+    pub(super) fn fault(&self, op: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .inject_fsync_failures
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        op()
     }
 
     /// Every Close with seq at or below this is acknowledged.
@@ -325,6 +432,7 @@ impl Spool {
             alarm: g.bytes as f64 >= self.cfg.alarm_ratio * max as f64,
             full: g.bytes >= max,
             open_calls: g.keys.live.len(),
+            fsync_failures: self.fsync_failures.load(Ordering::Relaxed),
         }
     }
 

@@ -10,7 +10,9 @@
 //!   restarts. Cursor 0 means nothing acknowledged.
 //! - **Durability**: [`Spool::append`] hands the whole batch to the kernel in one write, so
 //!   a killed process loses nothing; [`Spool::sync`] (run by [`GroupCommit`] every
-//!   `fsync_interval`) makes it survive a power loss and advances `durable_seq`.
+//!   `fsync_interval`) makes it survive a power loss and advances `durable_seq`. A failed
+//!   fsync is repaired: what it covered is written again from memory to fresh files
+//!   (`repair`), since Linux may have dropped the pages it could not write.
 //! - **Recovery** ([`Spool::open`]) reads every segment; a torn tail of the last one is cut
 //!   off, a bad frame anywhere else is skipped and counted and the rest still read.
 //! - **Deletion** happens only after acknowledgement ([`Spool::ack`]): a non-active segment
@@ -21,7 +23,8 @@
 //!   refuses the call); Closes are always written.
 //!
 //! Memory: per open call ~80 bytes, per unacknowledged record 16 bytes, per closed call
-//! whose Open is still on disk in another segment ~64 bytes.
+//! whose Open is still on disk in another segment ~64 bytes; the bytes written since the
+//! last successful fsync.
 
 mod clean;
 mod commit;
@@ -30,6 +33,7 @@ mod engine;
 mod format;
 mod reader;
 mod recover;
+mod repair;
 mod segment;
 mod state;
 #[cfg(test)]
@@ -175,6 +179,9 @@ pub struct SpoolStats {
     pub full: bool,
     /// Calls journaled as up.
     pub open_calls: usize,
+    /// fsync rounds that failed; each is followed by a repair that writes what it covered
+    /// again to fresh files (`docs/spool-format.md`).
+    pub fsync_failures: u64,
 }
 
 /// The spool key of a record id: its 16 bytes when it is 32 hex digits (as

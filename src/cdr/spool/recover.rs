@@ -106,6 +106,24 @@ fn take_lock(dir: &Path) -> Result<File, SpoolError> {
     Ok(file)
 }
 
+/// Removes the `.log.repair` files a crash during a repair left behind: the segment each
+/// was to replace is still there, whole or as the kernel kept it.
+fn remove_stale_repairs(dir: &Path) -> Result<(), SpoolError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".log.repair"))
+        {
+            let path = entry.path();
+            tracing::warn!(path = %path.display(), "spool: removing an unfinished repair copy");
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// The state rebuilt from the frames of every segment.
 #[derive(Default)]
 struct Replayed {
@@ -216,6 +234,7 @@ impl Spool {
         let dir = cfg.dir.clone();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = take_lock(&dir)?;
+        remove_stale_repairs(&dir)?;
         let mut found = find(&dir, true)?;
         let cursor = recover_cursor(&dir, &found)?;
         let mut rec = Recovered {
@@ -295,6 +314,9 @@ impl Spool {
             unacked: r.unacked,
             cursor,
             unsynced: Vec::new(),
+            pending: VecDeque::new(),
+            pending_serial: 0,
+            repair_needed: false,
             dir_dirty: false,
             poisoned: false,
             buf: Vec::new(),
@@ -307,6 +329,9 @@ impl Spool {
             read_pos: Mutex::new(Vec::new()),
             durable: AtomicU64::new(next_seq - 1),
             cursor: AtomicU64::new(cursor),
+            fsync_failures: AtomicU64::new(0),
+            #[cfg(test)]
+            inject_fsync_failures: Default::default(),
             _lock: lock,
         };
         Ok((Arc::new(spool), rec))

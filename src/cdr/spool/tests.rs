@@ -12,6 +12,7 @@ use super::format::{put_frame, FrameKind, HeaderError, Scan, Scanner, SegHeader,
 use super::*;
 
 mod behaviour;
+mod repair;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
