@@ -74,6 +74,8 @@ pub(super) struct Inner {
     /// fsync (after which Linux may have dropped those pages) can be repaired by writing
     /// them again to fresh files. About one `fsync_interval` of appends.
     pub pending: VecDeque<Pending>,
+    /// Bytes held in `pending`.
+    pub pending_bytes: u64,
     /// Serial of the last [`Pending`] started.
     pub pending_serial: u64,
     /// An fsync failed and the repair has not succeeded yet: the next sync repairs first
@@ -99,6 +101,14 @@ pub(super) struct Pending {
     /// Offset of `bytes[0]` in the segment file (0: the header was written since, too).
     pub at: u64,
     pub bytes: Vec<u8>,
+}
+
+/// Most bytes held for repairs before new calls are refused (as at the disk cap), a
+/// quarter of the cap and at most 64 MiB: only
+/// reached while fsyncs keep failing and cannot be repaired. Closes are still written and
+/// held; a finished record is never dropped.
+pub(super) fn pending_cap(max_bytes: u64) -> u64 {
+    (max_bytes / 4).min(64 << 20)
 }
 
 /// How far a sync reached into [`Inner::pending`]: the serial of the last write then.
@@ -153,6 +163,7 @@ impl Inner {
     /// covers them (moved, not copied).
     fn keep(&mut self, seg: u64, at: u64, bytes: Vec<u8>) {
         self.pending_serial += 1;
+        self.pending_bytes += bytes.len() as u64;
         self.pending.push_back(Pending {
             id: self.pending_serial,
             seg,
@@ -169,9 +180,27 @@ impl Inner {
     /// A sync made every write up to `mark` durable: forget them.
     pub(super) fn settle(&mut self, mark: PendingMark) {
         let Some(id) = mark else { return };
-        while self.pending.front().is_some_and(|p| p.id <= id) {
-            self.pending.pop_front();
-        }
+        self.retain_pending(|p| p.id > id);
+    }
+
+    /// Forgets the pending writes `keep` says no to.
+    pub(super) fn retain_pending(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
+        let mut dropped = 0;
+        self.pending.retain(|p| {
+            let k = keep(p);
+            if !k {
+                dropped += p.bytes.len() as u64;
+            }
+            k
+        });
+        self.pending_bytes = self.pending_bytes.saturating_sub(dropped);
+    }
+
+    /// New calls are refused: the disk cap is reached, or fsyncs have been failing long
+    /// enough that the bytes held for their repair reach the memory bound.
+    pub(super) fn over_cap(&self, max_bytes: u64) -> bool {
+        self.bytes >= max_bytes
+            || (self.repair_needed && self.pending_bytes >= pending_cap(max_bytes))
     }
 
     fn active_len(&self) -> u64 {
@@ -250,7 +279,7 @@ impl Inner {
             if let Some(old) = self.segs.remove(&first) {
                 self.bytes = self.bytes.saturating_sub(old.len);
             }
-            self.pending.retain(|p| p.seg != first);
+            self.retain_pending(|p| p.seg != first);
         }
         let header = SegHeader {
             first_seq: first,
@@ -296,7 +325,7 @@ impl Spool {
         if batch.is_empty() {
             return Ok(g.next_seq);
         }
-        let full = g.bytes >= self.cfg.max_bytes;
+        let full = g.over_cap(self.cfg.max_bytes);
         let refused = full && batch.iter().any(|(k, _, _)| *k == Kind::Open);
         let items: Vec<Item<'_>> = batch
             .iter()
@@ -430,7 +459,7 @@ impl Spool {
             unacked: g.unacked.len() as u64,
             oldest_unacked_ms: g.unacked.front().map(|&(_, t)| t),
             alarm: g.bytes as f64 >= self.cfg.alarm_ratio * max as f64,
-            full: g.bytes >= max,
+            full: g.over_cap(max),
             open_calls: g.keys.live.len(),
             fsync_failures: self.fsync_failures.load(Ordering::Relaxed),
         }
@@ -438,7 +467,7 @@ impl Spool {
 
     /// At or past the disk cap: new Opens (new calls) are refused.
     pub fn is_full(&self) -> bool {
-        lock(&self.inner).bytes >= self.cfg.max_bytes
+        lock(&self.inner).over_cap(self.cfg.max_bytes)
     }
 }
 

@@ -315,6 +315,7 @@ impl Spool {
             cursor,
             unsynced: Vec::new(),
             pending: VecDeque::new(),
+            pending_bytes: 0,
             pending_serial: 0,
             repair_needed: false,
             dir_dirty: false,

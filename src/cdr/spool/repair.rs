@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::engine::{lock, Inner, Pending, Spool};
+use super::engine::{lock, Pending, Spool};
 use super::segment::{io_err, sync_dir};
 use super::SpoolError;
 
@@ -41,8 +41,8 @@ impl Spool {
             }
             let active = g.active.first;
             // Bytes of a segment deleted since have nothing left to protect.
-            let Inner { pending, segs, .. } = &mut *g;
-            pending.retain(|p| segs.contains_key(&p.seg));
+            let segs: BTreeSet<u64> = g.segs.keys().copied().collect();
+            g.retain_pending(|p| segs.contains(&p.seg));
             let mut jobs: BTreeMap<u64, Job> = BTreeMap::new();
             for p in g.pending.iter().filter(|p| p.seg != active) {
                 let Some(seg) = g.segs.get(&p.seg) else {
@@ -76,7 +76,7 @@ impl Spool {
                 .and_then(|()| sync_dir(&self.cfg.dir))?;
         }
         let mut g = lock(&self.inner);
-        g.pending.retain(|p| !settled.contains(&p.id));
+        g.retain_pending(|p| !settled.contains(&p.id));
         g.unsynced.retain(|(seg, _)| !done.contains(seg));
         g.repair_needed = false;
         tracing::warn!(

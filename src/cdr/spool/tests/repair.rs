@@ -185,3 +185,50 @@ fn an_unfinished_repair_copy_is_removed_at_open() {
     assert_eq!((rec.corrupt, rec.torn_bytes), (0, 0));
     assert_all_closes(&s.read_closes(0, 100).unwrap(), 4);
 }
+
+#[test]
+fn while_fsyncs_fail_the_bytes_held_are_bounded_by_refusing_new_calls() {
+    let dir = TempDir::new("repair-bound");
+    let max = 256 << 10;
+    let (s, _) = Spool::open(SpoolConfig {
+        max_bytes: max,
+        ..cfg(&dir, 1 << 20)
+    })
+    .unwrap();
+    s.inject_fsync_failures.store(u32::MAX, Ordering::Release);
+    let mut i = 0;
+    while !s.is_full() {
+        assert!(i < 10_000, "never full");
+        s.append(&[(Kind::Open, key(i), &payload(i))]).unwrap();
+        if i % 50 == 0 {
+            assert!(s.sync().is_err(), "the disk is broken");
+        }
+        i += 1;
+    }
+    assert!(lock(&s.inner).pending_bytes >= max / 4);
+    assert!(s.stats().bytes < max, "the disk cap is not what refuses");
+    assert!(s.stats().full);
+    // A new call is refused; a finished one is still written (and held).
+    assert!(matches!(
+        s.append(&[(Kind::Open, key(i), b"new")]),
+        Err(SpoolError::Full)
+    ));
+    s.append(&[(Kind::Close, key(0), &payload(0))]).unwrap();
+
+    // The disk is back: the repair writes everything and calls are taken again.
+    s.inject_fsync_failures.store(0, Ordering::Release);
+    s.sync().unwrap();
+    assert!(!s.is_full());
+    assert_eq!(lock(&s.inner).pending_bytes, 0);
+    let last = s.stats().last_seq;
+    drop(s);
+    let (_, rec) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
+    assert_eq!((rec.corrupt, rec.torn_bytes), (0, 0), "{rec:?}");
+    assert_eq!(
+        rec.open.len() as u64,
+        i - 1,
+        "every call journaled, the closed one not"
+    );
+    assert_eq!(rec.unacked, 1);
+    assert_eq!(Spool::read_all(&dir.0).unwrap().0.len() as u64, last);
+}
