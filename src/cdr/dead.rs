@@ -84,12 +84,16 @@ impl DeadLetters {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            *guard = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&self.path)?;
+            let cut = cut_torn_line(&file)?;
+            if cut > 0 {
+                tracing::warn!(path = %self.path.display(), bytes = cut, "dead-letter file: a torn last line (a crash while writing it) cut off; its record is dead-lettered again");
+            }
+            *guard = Some(file);
         }
         let Some(f) = guard.as_mut() else {
             return Err(std::io::Error::other("dead-letter file not open"));
@@ -113,6 +117,31 @@ impl DeadLetters {
             .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
             .collect())
     }
+}
+
+/// Cuts a last line without its newline (a write cut short by a crash) off `file`, so the
+/// next line starts on a line of its own; returns the bytes cut. The record of that line
+/// was not acknowledged (that waits for the fsync), so it is dead-lettered again.
+fn cut_torn_line(file: &File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let from = end.saturating_sub(buf.len() as u64);
+        let chunk = buf.get_mut(..(end - from) as usize).unwrap_or_default();
+        file.read_exact_at(chunk, from)?;
+        if let Some(nl) = chunk.iter().rposition(|&b| b == b'\n') {
+            end = from + nl as u64 + 1;
+            break;
+        }
+        end = from;
+    }
+    if end < len {
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(len - end)
 }
 
 #[cfg(test)]
@@ -142,6 +171,37 @@ mod tests {
         assert_eq!(first.reason, "durationMs differs");
         assert_eq!(lines[1].as_ref().unwrap().raw.as_deref(), Some("{not json"));
         assert!(lines[2].as_ref().unwrap_err().starts_with("line 3"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_before_the_next_is_written() {
+        let dir = std::env::temp_dir().join(format!("ocedge-dead-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("dead-letter.jsonl");
+        let rec = crate::cdr::record::tests::sample().to_duration();
+        DeadLetters::new(&path).append(&rec, "first").unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of the second line, then one with no newline at all.
+        for torn in [&b"{\"at\":\"2026-"[..], &whole[..whole.len() - 1]] {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(torn).unwrap();
+            drop(f);
+            DeadLetters::new(&path).append(&rec, "again").unwrap();
+        }
+        let lines = DeadLetters::read(&path).unwrap();
+        let reasons: Vec<_> = lines
+            .iter()
+            .map(|l| l.as_ref().expect("every line whole").reason.as_str())
+            .collect();
+        assert_eq!(reasons, ["first", "again", "again"]);
+        // A file that is only a torn line.
+        std::fs::write(&path, b"{\"at\"").unwrap();
+        DeadLetters::new(&path).append(&rec, "only").unwrap();
+        assert_eq!(DeadLetters::read(&path).unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
