@@ -8,8 +8,9 @@
 //! of the queue-based design). The lock is held for a few microseconds (transaction lookup
 //! and the forward edit); sends and parsing happen outside it.
 //!
-//! The timer task sleeps until the proxy's earliest deadline. A message that creates an
-//! earlier deadline (a new transaction's first retransmission timer) wakes it early.
+//! The timer task sleeps until the proxy's earliest deadline, rounded up to the next
+//! [`TIMER_TICK_MS`] tick. A message that creates an earlier deadline (a new transaction's
+//! first retransmission timer) wakes it early.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -68,6 +69,19 @@ impl LogLimit {
             None
         }
     }
+}
+
+/// Timers run on ticks of this many milliseconds. Under load some deadline is always due
+/// within a millisecond (every transaction ends on a timer), so waking for each one cost a
+/// thread wake-up per call; on ticks one wake-up runs all that fell due since the last.
+/// RFC 3261 timers are 500 ms and longer, and call timing ends a call at its deadline, not
+/// when the timer ran, so 10 ms late changes no duration.
+pub const TIMER_TICK_MS: u64 = 10;
+
+/// The first tick at or after `at` (`u64::MAX` stays: nothing armed).
+fn tick_at(at: u64) -> u64 {
+    at.checked_next_multiple_of(TIMER_TICK_MS)
+        .unwrap_or(u64::MAX)
 }
 
 impl Shard {
@@ -164,7 +178,7 @@ impl Shard {
     /// The timer task: runs the proxy's timers and probes until `cancel`.
     pub async fn timers(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            let armed = self.armed.load(Ordering::Acquire);
+            let armed = tick_at(self.armed.load(Ordering::Acquire));
             let sleep = Duration::from_millis(armed.saturating_sub(self.now().0))
                 .min(Duration::from_secs(3600));
             tokio::select! {
@@ -207,7 +221,22 @@ impl Sink for Shard {
 
 #[cfg(test)]
 mod tests {
-    use super::LogLimit;
+    use super::{tick_at, LogLimit, TIMER_TICK_MS};
+
+    #[test]
+    fn timers_wake_on_ticks_never_early() {
+        assert_eq!(TIMER_TICK_MS, 10);
+        assert_eq!(tick_at(0), 0);
+        assert_eq!(tick_at(1), 10);
+        assert_eq!(tick_at(10), 10);
+        assert_eq!(tick_at(11), 20);
+        assert_eq!(
+            tick_at(u64::MAX),
+            u64::MAX,
+            "nothing armed stays nothing armed"
+        );
+        assert_eq!(tick_at(u64::MAX - 3), u64::MAX);
+    }
 
     #[test]
     fn log_limit_lets_ten_a_second_through_and_counts_the_rest() {

@@ -79,10 +79,12 @@ impl Spool {
         g.retain_pending(|p| !settled.contains(&p.id));
         g.unsynced.retain(|(seg, _)| !done.contains(seg));
         g.repair_needed = false;
-        tracing::warn!(
-            segments = done.len(),
-            "spool: segments written again after a failed fsync"
-        );
+        if !done.is_empty() {
+            tracing::warn!(
+                segments = done.len(),
+                "spool: segments written again after a failed fsync"
+            );
+        }
         Ok(())
     }
 
@@ -91,10 +93,10 @@ impl Spool {
     fn rewrite(&self, job: &Job, tmp: &Path) -> Result<(), SpoolError> {
         let path = &job.path;
         let mut content: Vec<u8> = Vec::new();
-        let mut parts = job.parts.clone();
+        let mut parts: Vec<&Pending> = job.parts.iter().collect();
         parts.sort_by_key(|p| p.at);
         let old = File::open(path).map_err(io_err(path))?;
-        for p in &parts {
+        for p in parts {
             let at = usize::try_from(p.at)
                 .map_err(|_| SpoolError::Corrupt(format!("{}: offset {}", path.display(), p.at)))?;
             if at > content.len() {
@@ -104,7 +106,8 @@ impl Spool {
                 let gap = content.get_mut(from..).unwrap_or_default();
                 old.read_exact_at(gap, from as u64).map_err(io_err(path))?;
             } else {
-                // Never happens (parts of a segment are contiguous); memory wins.
+                // Right after the previous part (the usual case), or overlapping it (never
+                // expected): memory wins.
                 content.truncate(at);
             }
             content.extend_from_slice(&p.bytes);
