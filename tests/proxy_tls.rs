@@ -108,6 +108,23 @@ impl Setup {
         (call, inv, uas_tag, ok)
     }
 
+    /// An INVITE from a Microsoft proxy whose top Via is `sent_by`; its connection closes
+    /// after the 100, then the SBC answers 486. Returns the Call-ID.
+    async fn busy_after_the_connection_is_gone(&mut self, sent_by: &str) -> String {
+        let mut msp = self.ms_client().await;
+        let ruri = callee_uri("+12065550100", self.l_ms());
+        let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
+        let mut invite = call.invite(&ruri);
+        let branch = invite.branch();
+        invite.vias = vec![format!("SIP/2.0/TLS {sent_by};branch={branch}")];
+        msp.send(self.l_ms(), &invite).await;
+        let inv = self.sbc.expect_request("INVITE").await;
+        msp.expect_response(100).await;
+        self.hang_up_connection(msp).await;
+        self.sbc.reply(&inv, 486, Some(&tag()), None, None).await;
+        call.call_id
+    }
+
     /// Closes the Microsoft proxy's connection `msp` and waits until the gateway let go of it.
     async fn hang_up_connection(&self, msp: Ua) {
         let live = self.gw.running().transports.connections();
@@ -297,24 +314,33 @@ async fn tls_bye_reconnects_when_microsofts_connection_is_gone() {
         ms_in.reply(&bye, 200, None, None, None).await;
         s.sbc.expect_response(200).await;
 
-        // Responses too (RFC 3261 §18.2.2): a connection gone before the answer, the 200
+        // Responses too (RFC 3261 §18.2.2): a connection gone before the answer, the 486
         // goes to the same address at the port of Microsoft's Via.
-        let mut msp = s.ms_client().await;
-        let ruri = callee_uri("+12065550100", l_ms);
-        let mut call = Leg::caller("TLS", msp.local, "+14255550100", &ruri);
-        let mut invite = call.invite(&ruri);
-        let branch = invite.branch();
-        invite.vias = vec![format!(
-            "SIP/2.0/TLS sip-du-a-us.pstnhub.microsoft.com:{};branch={branch}",
-            s.ms_srv.addr.port()
-        )];
-        msp.send(l_ms, &invite).await;
-        let inv = s.sbc.expect_request("INVITE").await;
-        msp.expect_response(100).await;
-        s.hang_up_connection(msp).await;
-        s.sbc.reply(&inv, 486, Some(&tag()), None, None).await;
+        let sent_by = format!("sip-du-a-us.pstnhub.microsoft.com:{}", s.ms_srv.addr.port());
+        let call_id = s.busy_after_the_connection_is_gone(&sent_by).await;
         let busy = ms_in.expect_response(486).await;
-        assert_eq!(busy.h("Call-ID"), Some(call.call_id.clone()));
+        assert_eq!(busy.h("Call-ID"), Some(call_id));
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_response_reconnects_to_a_microsoft_proxy_whose_via_is_an_ip() {
+    bounded(async {
+        let mut s = Setup::new().await;
+        // A second Microsoft proxy, reachable only by the IP:port of its Via, whose
+        // certificate names it (sip.pstnhub.microsoft.com) but not its address.
+        let other =
+            StreamServer::tls("127.0.0.1", certs::server_config(&s.ca.pem(), &s.ms_leaf)).await;
+        let call_id = s
+            .busy_after_the_connection_is_gone(&other.addr.to_string())
+            .await;
+        // Verified against microsoft.peer_names, as its client certificate was: an address
+        // alone would match nothing in a Microsoft certificate.
+        let mut conn = other.accept(WAIT).await;
+        let busy = conn.expect_response(486).await;
+        assert_eq!(busy.h("Call-ID"), Some(call_id));
         s.stop().await;
     })
     .await;

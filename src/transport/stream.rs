@@ -173,12 +173,23 @@ fn open(
             let configs = shared
                 .tls_configs()
                 .ok_or(SendError::NoTls { target: to })?;
-            let name = match tls_name {
-                Some(n) => ServerName::try_from(n.to_owned())
-                    .map_err(|_| SendError::BadTlsName { name: n.to_owned() })?,
-                None => ServerName::IpAddress(to.addr.ip().into()),
+            let (config, name) = match tls_name {
+                Some(n) => (
+                    configs.client.clone(),
+                    ServerName::try_from(n.to_owned())
+                        .map_err(|_| SendError::BadTlsName { name: n.to_owned() })?,
+                ),
+                // No name: a Microsoft proxy must still prove one of its peer names.
+                None if side == Some(Side::Microsoft) => (
+                    configs.microsoft_by_ip.clone(),
+                    ServerName::IpAddress(to.addr.ip().into()),
+                ),
+                None => (
+                    configs.client.clone(),
+                    ServerName::IpAddress(to.addr.ip().into()),
+                ),
             };
-            Some((TlsConnector::from(configs.client.clone()), name))
+            Some((TlsConnector::from(config), name))
         }
         _ => None,
     };

@@ -16,7 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -161,6 +162,10 @@ pub(crate) struct TlsConfigs {
     carrier: Arc<ServerConfig>,
     /// For outgoing connections.
     pub(crate) client: Arc<ClientConfig>,
+    /// For outgoing connections to a Microsoft proxy known only by its address (a
+    /// connection it opened is gone, and its Via names an IP): its certificate must be
+    /// valid for one of `microsoft.peer_names`, the rule its client certificates meet.
+    pub(crate) microsoft_by_ip: Arc<ClientConfig>,
     peer_names: PeerNames,
 }
 
@@ -194,12 +199,22 @@ impl TlsConfigs {
         };
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(rustls::ALL_VERSIONS)?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(setup.chain.clone(), setup.key.clone_key())?;
+        let by_ip = PeerNameServerVerifier {
+            inner: WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?,
+            names: peer_names.clone(),
+        };
+        let microsoft_by_ip = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(rustls::ALL_VERSIONS)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(by_ip))
             .with_client_auth_cert(setup.chain.clone(), setup.key.clone_key())?;
         Ok(TlsConfigs {
             microsoft: server(strict)?,
             carrier: server(optional)?,
             client: Arc::new(client),
+            microsoft_by_ip: Arc::new(microsoft_by_ip),
             peer_names,
         })
     }
@@ -245,6 +260,80 @@ impl PeerNames {
     }
 }
 
+/// The handshake-signature checks of a verifier wrapping `self.inner`: only the
+/// certificate checks differ.
+macro_rules! delegate_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+
+/// The server verifier for a Microsoft proxy reached by IP address: the WebPKI checks
+/// against each configured peer name in turn, the first that passes wins. A name (not an
+/// address) to verify is checked as given.
+#[derive(Debug)]
+struct PeerNameServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    names: PeerNames,
+}
+
+impl ServerCertVerifier for PeerNameServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let by_address = matches!(server_name, ServerName::IpAddress(_));
+        if !by_address || self.names.0.is_empty() {
+            return self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp,
+                now,
+            );
+        }
+        let mut last = None;
+        for (_, name) in self.names.0.iter() {
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+            {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        )))
+    }
+
+    delegate_signatures!();
+}
+
 /// The Microsoft-side client verifier: the WebPKI chain check, then the peer-name check.
 #[derive(Debug)]
 struct PeerNameVerifier {
@@ -280,25 +369,5 @@ impl ClientCertVerifier for PeerNameVerifier {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signatures!();
 }
