@@ -103,10 +103,9 @@ pub(super) struct Pending {
     pub bytes: Vec<u8>,
 }
 
-/// Most bytes held for repairs before new calls are refused (as at the disk cap), a
-/// quarter of the cap and at most 64 MiB: only
-/// reached while fsyncs keep failing and cannot be repaired. Closes are still written and
-/// held; a finished record is never dropped.
+/// Most bytes held for repairs before new calls are refused (as at the disk cap): a
+/// quarter of the cap, at most 64 MiB. Only reached while fsyncs keep failing and cannot
+/// be repaired. Closes are still written and held; a finished record is never dropped.
 pub(super) fn pending_cap(max_bytes: u64) -> u64 {
     (max_bytes / 4).min(64 << 20)
 }
