@@ -403,10 +403,7 @@ impl Spool {
             }
         }
         if result.is_ok() && dir_dirty {
-            result = self
-                .fault(|| Ok(()))
-                .map_err(io_err(&self.cfg.dir))
-                .and_then(|()| segment::sync_dir(&self.cfg.dir));
+            result = self.sync_dir();
         }
         match result {
             Ok(()) => {
@@ -425,6 +422,12 @@ impl Spool {
                 Err(e)
             }
         }
+    }
+
+    /// fsyncs the spool directory (renames, creations), through [`Spool::fault`].
+    pub(super) fn sync_dir(&self) -> Result<(), SpoolError> {
+        self.fault(|| Ok(())).map_err(io_err(&self.cfg.dir))?;
+        segment::sync_dir(&self.cfg.dir)
     }
 
     /// Runs an fsync, or fails it when a test injected a failure.

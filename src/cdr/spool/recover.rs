@@ -112,10 +112,7 @@ fn remove_stale_repairs(dir: &Path) -> Result<(), SpoolError> {
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let name = entry.file_name();
-        if name
-            .to_str()
-            .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".log.repair"))
-        {
+        if name.to_str().is_some_and(segment::is_repair_copy) {
             let path = entry.path();
             tracing::warn!(path = %path.display(), "spool: removing an unfinished repair copy");
             fs::remove_file(&path).map_err(io_err(&path))?;

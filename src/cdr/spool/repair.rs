@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::engine::{lock, Pending, Spool};
-use super::segment::{io_err, sync_dir};
+use super::segment::{self, io_err};
 use super::SpoolError;
 
 /// One segment to write again.
@@ -61,7 +61,7 @@ impl Spool {
         let mut done = BTreeSet::new();
         let mut settled = BTreeSet::new();
         for (seg, job) in &jobs {
-            let tmp = job.path.with_extension("log.repair");
+            let tmp = segment::repair_path(&job.path);
             let written = self.rewrite(job, &tmp);
             if written.is_err() {
                 let _ = fs::remove_file(&tmp);
@@ -71,9 +71,7 @@ impl Spool {
             settled.extend(job.parts.iter().map(|p| p.id));
         }
         if !done.is_empty() {
-            self.fault(|| Ok(()))
-                .map_err(io_err(&self.cfg.dir))
-                .and_then(|()| sync_dir(&self.cfg.dir))?;
+            self.sync_dir()?;
         }
         let mut g = lock(&self.inner);
         g.retain_pending(|p| !settled.contains(&p.id));

@@ -62,6 +62,17 @@ fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Where a repair writes the fresh copy of the segment at `path` before renaming it over
+/// (`seg-<first seq>.log.repair`).
+pub(super) fn repair_path(path: &Path) -> PathBuf {
+    path.with_extension("log.repair")
+}
+
+/// True for the name of a [`repair_path`] copy.
+pub(super) fn is_repair_copy(name: &str) -> bool {
+    name.strip_suffix(".repair").and_then(parse_name).is_some()
+}
+
 /// The segment files of `dir`, oldest first. Other files are ignored.
 pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
     let mut found = Vec::new();

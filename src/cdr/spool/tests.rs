@@ -44,6 +44,28 @@ fn cfg(dir: &TempDir, segment_bytes: u64) -> SpoolConfig {
     }
 }
 
+/// The payload [`closes`] gives record `i`.
+fn close_payload(i: u64) -> Vec<u8> {
+    format!("close-{i:04}-{}", "x".repeat(60)).into_bytes()
+}
+
+/// Appends a Close for each record in `from..to`, one append each.
+fn closes(s: &Spool, from: u64, to: u64) {
+    for i in from..to {
+        s.append(&[(Kind::Close, key(i), &close_payload(i))])
+            .unwrap();
+    }
+}
+
+/// Waits (at most 5 s) until group commit has made `seq` durable.
+fn wait_durable(s: &Spool, seq: u64) {
+    let t = std::time::Instant::now();
+    while s.stats().durable_seq < seq {
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", s.stats());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn key(i: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&i.to_be_bytes());

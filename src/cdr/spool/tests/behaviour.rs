@@ -2,11 +2,10 @@
 //! threshold, tombstones, group commit, limits, the disk cap, concurrency, the lock.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::super::engine::lock;
 use super::super::*;
-use super::{cfg, key, TempDir};
+use super::{cfg, closes, key, wait_durable, TempDir};
 
 #[test]
 fn oversized_payloads_and_empty_batches_write_nothing() {
@@ -23,14 +22,6 @@ fn oversized_payloads_and_empty_batches_write_nothing() {
     let max = vec![7u8; MAX_PAYLOAD];
     assert_eq!(s.append(&[(Kind::Close, key(3), &max)]).unwrap(), 1);
     assert_eq!(s.read_closes(0, 1).unwrap()[0].payload, max);
-}
-
-fn closes(s: &Spool, from: u64, to: u64) {
-    for i in from..to {
-        let payload = format!("close-{i:04}-{}", "x".repeat(60));
-        s.append(&[(Kind::Close, key(i), payload.as_bytes())])
-            .unwrap();
-    }
 }
 
 #[test]
@@ -140,11 +131,7 @@ fn group_commit_makes_appends_durable_and_stop_syncs() {
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     let gc = s.spawn_group_commit();
     closes(&s, 0, 10);
-    let t = std::time::Instant::now();
-    while s.stats().durable_seq < 10 {
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", s.stats());
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_durable(&s, 10);
     closes(&s, 10, 12);
     gc.stop().unwrap();
     assert_eq!(s.stats().durable_seq, 12);

@@ -8,17 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::super::engine::lock;
 use super::super::*;
-use super::{cfg, key, TempDir};
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("close-{i:04}-{}", "x".repeat(60)).into_bytes()
-}
-
-fn append_closes(s: &Spool, from: u64, to: u64) {
-    for i in from..to {
-        s.append(&[(Kind::Close, key(i), &payload(i))]).unwrap();
-    }
-}
+use super::{cfg, close_payload, closes, key, wait_durable, TempDir};
 
 /// Segment files and their lengths on disk.
 fn segment_lengths(dir: &TempDir) -> Vec<(PathBuf, u64)> {
@@ -60,7 +50,7 @@ fn assert_all_closes(entries: &[Entry], n: u64) {
     assert_eq!(closes.len() as u64, n, "every record once");
     for (i, e) in closes.iter().enumerate() {
         assert_eq!(e.key, key(i as u64));
-        assert_eq!(e.payload, payload(i as u64));
+        assert_eq!(e.payload, close_payload(i as u64));
     }
     assert!(closes.windows(2).all(|w| w[0].seq < w[1].seq));
 }
@@ -71,14 +61,14 @@ fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
     // Small segments: the unsynced window spans rotations (whole new segments, and the
     // tail of one that was partly synced).
     let (s, _) = Spool::open(cfg(&dir, 1024)).unwrap();
-    append_closes(&s, 0, 10);
+    closes(&s, 0, 10);
     s.sync().unwrap();
     assert!(
         lock(&s.inner).pending.is_empty(),
         "a good sync lets go of what it covered"
     );
     let synced = segment_lengths(&dir);
-    append_closes(&s, 10, 40);
+    closes(&s, 10, 40);
     s.append(&[(Kind::Open, key(900), b"up")]).unwrap();
     let last = s.stats().last_seq;
     assert!(s.stats().segments >= 3);
@@ -98,7 +88,7 @@ fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
     // Readers see every record, at the same seqs, and appends go on.
     let read = s.read_closes(0, 1000).unwrap();
     assert_all_closes(&read, 40);
-    append_closes(&s, 40, 45);
+    closes(&s, 40, 45);
     s.sync().unwrap();
     drop(s);
 
@@ -122,11 +112,11 @@ fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
 fn a_repair_that_fails_too_is_retried_and_nothing_counts_as_durable_meanwhile() {
     let dir = TempDir::new("repair-retry");
     let (s, _) = Spool::open(cfg(&dir, 1024)).unwrap();
-    append_closes(&s, 0, 5);
+    closes(&s, 0, 5);
     s.sync().unwrap();
     let durable = s.stats().durable_seq;
     let synced = segment_lengths(&dir);
-    append_closes(&s, 5, 25);
+    closes(&s, 5, 25);
     drop_unsynced_pages(&dir, &synced);
 
     // The fsync fails, then the fsync of each repair copy as well.
@@ -139,7 +129,7 @@ fn a_repair_that_fails_too_is_retried_and_nothing_counts_as_durable_meanwhile() 
         "the bytes are still held"
     );
     // Appends go on while the disk misbehaves.
-    append_closes(&s, 25, 30);
+    closes(&s, 25, 30);
 
     // The disk is back: the next sync repairs first.
     s.sync().unwrap();
@@ -157,13 +147,10 @@ fn group_commit_repairs_on_its_own() {
     let dir = TempDir::new("repair-commit");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     let commit = s.spawn_group_commit();
-    append_closes(&s, 0, 3);
+    closes(&s, 0, 3);
     s.inject_fsync_failures.store(1, Ordering::Release);
-    append_closes(&s, 3, 6);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.stats().durable_seq < 6 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    closes(&s, 3, 6);
+    wait_durable(&s, 6);
     assert_eq!(s.stats().durable_seq, 6);
     assert_eq!(s.stats().fsync_failures, 1);
     commit.stop().unwrap();
@@ -176,7 +163,7 @@ fn group_commit_repairs_on_its_own() {
 fn an_unfinished_repair_copy_is_removed_at_open() {
     let dir = TempDir::new("repair-stale");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
-    append_closes(&s, 0, 4);
+    closes(&s, 0, 4);
     drop(s);
     let stale = dir.0.join("seg-00000000000000000001.log.repair");
     fs::write(&stale, b"half a copy").unwrap();
@@ -199,7 +186,8 @@ fn while_fsyncs_fail_the_bytes_held_are_bounded_by_refusing_new_calls() {
     let mut i = 0;
     while !s.is_full() {
         assert!(i < 10_000, "never full");
-        s.append(&[(Kind::Open, key(i), &payload(i))]).unwrap();
+        s.append(&[(Kind::Open, key(i), &close_payload(i))])
+            .unwrap();
         if i % 50 == 0 {
             assert!(s.sync().is_err(), "the disk is broken");
         }
@@ -213,7 +201,8 @@ fn while_fsyncs_fail_the_bytes_held_are_bounded_by_refusing_new_calls() {
         s.append(&[(Kind::Open, key(i), b"new")]),
         Err(SpoolError::Full)
     ));
-    s.append(&[(Kind::Close, key(0), &payload(0))]).unwrap();
+    s.append(&[(Kind::Close, key(0), &close_payload(0))])
+        .unwrap();
 
     // The disk is back: the repair writes everything and calls are taken again.
     s.inject_fsync_failures.store(0, Ordering::Release);
