@@ -173,21 +173,16 @@ fn open(
             let configs = shared
                 .tls_configs()
                 .ok_or(SendError::NoTls { target: to })?;
-            let (config, name) = match tls_name {
-                Some(n) => (
-                    configs.client.clone(),
-                    ServerName::try_from(n.to_owned())
-                        .map_err(|_| SendError::BadTlsName { name: n.to_owned() })?,
-                ),
-                // No name: a Microsoft proxy must still prove one of its peer names.
-                None if side == Some(Side::Microsoft) => (
-                    configs.microsoft_by_ip.clone(),
-                    ServerName::IpAddress(to.addr.ip().into()),
-                ),
-                None => (
-                    configs.client.clone(),
-                    ServerName::IpAddress(to.addr.ip().into()),
-                ),
+            let name = match tls_name {
+                Some(n) => ServerName::try_from(n.to_owned())
+                    .map_err(|_| SendError::BadTlsName { name: n.to_owned() })?,
+                None => ServerName::IpAddress(to.addr.ip().into()),
+            };
+            // No name: a Microsoft proxy must still prove one of its peer names.
+            let config = if tls_name.is_none() && side == Some(Side::Microsoft) {
+                configs.microsoft_by_ip.clone()
+            } else {
+                configs.client.clone()
             };
             Some((TlsConnector::from(config), name))
         }

@@ -197,24 +197,25 @@ impl TlsConfigs {
                 .with_single_cert(setup.chain.clone(), setup.key.clone_key())
                 .map(Arc::new)
         };
-        let client = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(rustls::ALL_VERSIONS)?
-            .with_root_certificates(roots.clone())
-            .with_client_auth_cert(setup.chain.clone(), setup.key.clone_key())?;
-        let by_ip = PeerNameServerVerifier {
-            inner: WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?,
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build()?;
+        let by_ip = Arc::new(PeerNameServerVerifier {
+            inner: webpki.clone(),
             names: peer_names.clone(),
+        });
+        let client = |verifier: Arc<dyn ServerCertVerifier>| {
+            ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(rustls::ALL_VERSIONS)?
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_client_auth_cert(setup.chain.clone(), setup.key.clone_key())
+                .map(Arc::new)
         };
-        let microsoft_by_ip = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(rustls::ALL_VERSIONS)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(by_ip))
-            .with_client_auth_cert(setup.chain.clone(), setup.key.clone_key())?;
         Ok(TlsConfigs {
             microsoft: server(strict)?,
             carrier: server(optional)?,
-            client: Arc::new(client),
-            microsoft_by_ip: Arc::new(microsoft_by_ip),
+            client: client(webpki)?,
+            microsoft_by_ip: client(by_ip)?,
             peer_names,
         })
     }
