@@ -1,7 +1,8 @@
 //! Lazy typed access to the headers a proxy and a call timer need.
 //!
 //! Nothing here is computed at parse time: each accessor parses the value spans of the
-//! header index on demand, borrowing from the message buffer. Values may contain folds;
+//! header index on demand, borrowing from the message buffer (From and To are parsed once
+//! and remembered, see [`super::memo`]). Values may contain folds;
 //! every grammar here treats CR/LF as whitespace (see [`super::lex`]).
 //!
 //! [`Message::core`] parses the fields every message must have for transaction matching
@@ -9,7 +10,10 @@
 //! proxy cannot forward without: single-value headers appear once, CSeq names the request's
 //! method, scalars are in range.
 
+use std::sync::OnceLock;
+
 use super::lex::{self, BadParam};
+use super::memo::{NameAddrAt, Stored};
 use super::message::{Message, Method};
 use super::name::HeaderName;
 use super::uri::{parse_host_port, Host, Scheme, Uri};
@@ -425,12 +429,9 @@ pub struct Core<'a> {
 impl Message {
     /// Exactly one value of a single-value header, refusing duplicates.
     fn single(&self, kind: HeaderName, name: &'static str) -> Result<Option<&[u8]>, HeaderError> {
-        let mut it = self.headers().values(kind);
-        let first = it.next();
-        if it.next().is_some() {
-            return Err(HeaderError::Duplicate(name));
-        }
-        Ok(first)
+        self.headers()
+            .single(kind)
+            .map_err(|()| HeaderError::Duplicate(name))
     }
 
     fn required(&self, kind: HeaderName, name: &'static str) -> Result<&[u8], HeaderError> {
@@ -510,12 +511,31 @@ impl Message {
 
     /// The From header.
     pub fn from_hdr(&self) -> Result<NameAddr<'_>, HeaderError> {
-        NameAddr::parse(self.required(HeaderName::From, "From")?, "From")
+        self.name_addr_once(&self.memo.from, HeaderName::From, "From")
     }
 
     /// The To header.
     pub fn to_hdr(&self) -> Result<NameAddr<'_>, HeaderError> {
-        NameAddr::parse(self.required(HeaderName::To, "To")?, "To")
+        self.name_addr_once(&self.memo.to, HeaderName::To, "To")
+    }
+
+    /// From or To, parsed on first use and remembered (see [`super::memo`]).
+    fn name_addr_once<'a>(
+        &'a self,
+        cell: &'a OnceLock<Result<Stored<NameAddrAt>, HeaderError>>,
+        kind: HeaderName,
+        name: &'static str,
+    ) -> Result<NameAddr<'a>, HeaderError> {
+        let buf = self.buf();
+        let stored = cell.get_or_init(|| {
+            let n = NameAddr::parse(self.required(kind, name)?, name)?;
+            Ok(Stored::from(NameAddrAt::of(buf, &n)))
+        });
+        match stored {
+            Ok(Stored::At(at)) => Ok(at.get(buf)),
+            Ok(Stored::Elsewhere) => NameAddr::parse(self.required(kind, name)?, name),
+            Err(e) => Err(*e),
+        }
     }
 
     /// The From tag, found without parsing the URI (the hot paths need only the tag; the
@@ -564,8 +584,8 @@ impl Message {
             Ok(())
         })?;
         let via = top.ok_or(HeaderError::Missing("Via"))?;
-        if let Some(uri) = self.request_uri_bytes() {
-            Uri::parse(uri).map_err(|_| invalid("Request-URI", "malformed URI"))?;
+        if self.is_request() && self.request_uri().is_none() {
+            return Err(invalid("Request-URI", "malformed URI"));
         }
         let cseq = self.cseq()?;
         if let Some(method) = self.method_str() {

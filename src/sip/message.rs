@@ -20,6 +20,7 @@ use memchr::memchr2;
 
 use super::lex::{self, BadLength};
 use super::limits::Limits;
+use super::memo::{Memo, Stored, UriAt};
 use super::name::{eq_name, HeaderName};
 use super::uri::{Uri, UriError};
 
@@ -34,7 +35,7 @@ pub struct Span {
 }
 
 impl Span {
-    fn new(start: usize, end: usize) -> Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
         // Callers only build spans of buffers bounded by `Limits::max_stream_buffer`, which
         // `Limits::check` keeps below 4 GiB; saturate rather than wrap regardless.
         let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
@@ -146,9 +147,84 @@ pub struct Header {
 pub struct Headers {
     buf: Bytes,
     list: Vec<Header>,
+    seen: Seen,
+}
+
+/// Known header names (every [`HeaderName`] but `Other`, which is last).
+const KNOWN: usize = HeaderName::Other as usize;
+const _: () = assert!(KNOWN <= 64, "Seen::more has one bit per known name");
+
+/// Where each known header first appears, built with the index: the typed accessors ask
+/// for Call-ID, CSeq, From, To and Via many times per message, and a lookup that refuses
+/// duplicates used to walk every line.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Index of the first line of each known name, plus one; 0 when absent.
+    first: [u16; KNOWN],
+    /// Bit `k` set when name `k` has more than one line.
+    more: u64,
+}
+
+impl Seen {
+    fn of(list: &[Header]) -> Seen {
+        let mut seen = Seen {
+            first: [0; KNOWN],
+            more: 0,
+        };
+        for (i, h) in list.iter().enumerate() {
+            let k = h.kind as usize;
+            let Some(slot) = seen.first.get_mut(k) else {
+                continue;
+            };
+            if *slot == 0 {
+                // Lines past u16::MAX (never, with any sane `max_headers`) are found by
+                // the walk: `first` stays 0 and `more` is set so that nothing is trusted.
+                match u16::try_from(i + 1) {
+                    Ok(at) => *slot = at,
+                    Err(_) => seen.more |= 1 << k,
+                }
+            } else {
+                seen.more |= 1 << k;
+            }
+        }
+        seen
+    }
+
+    /// `Some(None)`: the name is absent; `Some(Some(i))`: its only line is `i`; `None`:
+    /// several lines (or an `Other` name): walk the list.
+    fn only(&self, kind: HeaderName) -> Option<Option<usize>> {
+        let k = kind as usize;
+        let first = *self.first.get(k)?;
+        if self.more & (1 << k) != 0 {
+            return None;
+        }
+        Some((first as usize).checked_sub(1))
+    }
 }
 
 impl Headers {
+    pub(crate) fn new(buf: Bytes, list: Vec<Header>) -> Headers {
+        let seen = Seen::of(&list);
+        Headers { buf, list, seen }
+    }
+
+    /// The value of a known header that has at most one line: `Ok(None)` when absent,
+    /// `Err(())` when it has several.
+    pub(crate) fn single(&self, kind: HeaderName) -> Result<Option<&[u8]>, ()> {
+        match self.seen.only(kind) {
+            Some(None) => Ok(None),
+            Some(Some(i)) => Ok(self.list.get(i).map(|h| h.value.of(&self.buf))),
+            None => {
+                let mut it = self.values(kind);
+                let first = it.next();
+                match it.next() {
+                    Some(_) => Err(()),
+                    None => Ok(first),
+                }
+            }
+        }
+    }
+
     /// The underlying bytes.
     pub fn buf(&self) -> &Bytes {
         &self.buf
@@ -179,12 +255,19 @@ impl Headers {
 
     /// The first value of a known header.
     pub fn first(&self, kind: HeaderName) -> Option<&[u8]> {
-        self.values(kind).next()
+        match self.seen.only(kind) {
+            Some(None) => None,
+            Some(Some(i)) => self.list.get(i).map(|h| h.value.of(&self.buf)),
+            None => self.values(kind).next(),
+        }
     }
 
     /// Number of lines of a known header.
     pub fn count(&self, kind: HeaderName) -> usize {
-        self.list.iter().filter(|h| h.kind == kind).count()
+        match self.seen.only(kind) {
+            Some(at) => usize::from(at.is_some()),
+            None => self.list.iter().filter(|h| h.kind == kind).count(),
+        }
     }
 
     /// Values of every line whose name matches `name` (any case, compact forms included),
@@ -226,6 +309,8 @@ pub struct Message {
     content_length: Option<u32>,
     /// `Limits::max_vias` at parse time, enforced by the lazy Via accessors.
     max_vias: usize,
+    /// The Request-URI, From and To once parsed.
+    pub(crate) memo: Memo,
 }
 
 /// Why a message was refused by the structural parser.
@@ -328,10 +413,7 @@ impl Message {
             Ok(h) => h,
             Err(e) => return Err(fail(e, is_request, None)),
         };
-        let headers = Headers {
-            buf: buf.clone(),
-            list: head.list,
-        };
+        let headers = Headers::new(buf.clone(), head.list);
         if let Some(line) = head.bad_line {
             return Err(fail(
                 ParseError::BadHeaderLine { line },
@@ -362,6 +444,7 @@ impl Message {
             head_end: head.end,
             content_length,
             max_vias: limits.max_vias,
+            memo: Memo::default(),
         })
     }
 
@@ -433,7 +516,16 @@ impl Message {
     /// The parsed Request-URI of a request; `None` for responses and for a Request-URI that
     /// does not follow the URI grammar (which [`Message::core`] reports as an error).
     pub fn request_uri(&self) -> Option<Uri<'_>> {
-        Uri::parse(self.request_uri_bytes()?).ok()
+        let buf = self.buf();
+        let at = self.memo.request_uri.get_or_init(|| {
+            let uri = Uri::parse(self.request_uri_bytes()?).ok()?;
+            Some(Stored::from(UriAt::of(buf, &uri)))
+        });
+        match at {
+            Some(Stored::At(at)) => Some(at.get(buf)),
+            Some(Stored::Elsewhere) => Uri::parse(self.request_uri_bytes()?).ok(),
+            None => None,
+        }
     }
 
     /// The span of the Request-URI (for the editor).
@@ -828,6 +920,41 @@ X-MS-TenantID: t1\r\n\
 Content-Length: 4\r\n\
 \r\n\
 v=0\n";
+
+    /// The first-line table answers exactly as walking the list does.
+    #[test]
+    fn header_lookups_agree_with_a_walk_of_the_lines() {
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                    v: SIP/2.0/UDP g;branch=z9hG4bK2\r\nCall-ID: c\r\nX-A: 1\r\nx-a: 2\r\n\
+                    Supported: timer\r\nCSeq: 1 OPTIONS\r\ni: d\r\n\r\n";
+        let m = Message::parse_slice(text.as_bytes()).unwrap();
+        let h = m.headers();
+        let walk = |k: HeaderName| h.iter().filter(|l| l.kind == k).collect::<Vec<_>>();
+        for k in [
+            HeaderName::Via,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::Supported,
+            HeaderName::From,
+            HeaderName::Other,
+        ] {
+            let lines = walk(k);
+            assert_eq!(h.count(k), lines.len(), "{k:?}");
+            assert_eq!(h.first(k), lines.first().map(|l| h.value_of(l)), "{k:?}");
+            let single = match lines.len() {
+                0 => Ok(None),
+                1 => Ok(Some(h.value_of(lines[0]))),
+                _ => Err(()),
+            };
+            assert_eq!(h.single(k), single, "{k:?}");
+        }
+        assert_eq!(h.first(HeaderName::CallId), Some(&b"c"[..]));
+        assert_eq!(
+            m.call_id(),
+            Err(crate::sip::headers::HeaderError::Duplicate("Call-ID"))
+        );
+        assert_eq!(m.cseq().unwrap().seq, 1);
+    }
 
     #[test]
     fn parses_structure() {

@@ -8,6 +8,7 @@ pub mod framing;
 pub mod headers;
 pub mod lex;
 pub mod limits;
+mod memo;
 pub mod message;
 pub mod name;
 pub mod number;
