@@ -32,6 +32,8 @@ pub struct Spool {
     pub(super) cursor: AtomicU64,
     /// Sync rounds that failed (each followed by a repair).
     pub(super) fsync_failures: AtomicU64,
+    /// Wakes the group-commit thread when it sleeps for want of anything to sync.
+    pub(super) commit: super::commit::Signal,
     /// Tests: this many coming fsyncs fail.
     #[cfg(test)]
     pub(super) inject_fsync_failures: std::sync::atomic::AtomicU32,
@@ -341,6 +343,8 @@ impl Spool {
         } else {
             g.write(&items)?
         };
+        drop(g);
+        self.commit.wake();
         if refused {
             return Err(SpoolError::Full);
         }
@@ -366,8 +370,21 @@ impl Spool {
         let second = self.repair_if_needed().and_then(|()| self.sync_files());
         if second.is_err() {
             lock(&self.inner).repair_needed = true;
+            // A caller other than the group-commit thread failed: the thread retries.
+            self.commit.wake();
         }
         second
+    }
+
+    /// True when a sync would have something to do: entries not yet durable, files or the
+    /// directory not yet fsynced, bytes held for a repair, or a repair outstanding.
+    pub(super) fn needs_sync(&self) -> bool {
+        let g = lock(&self.inner);
+        !Self::settled(&g, self.durable.load(Ordering::Acquire)) || g.repair_needed
+    }
+
+    fn settled(g: &Inner, durable: u64) -> bool {
+        g.last_seq() <= durable && g.unsynced.is_empty() && !g.dir_dirty && g.pending.is_empty()
     }
 
     fn repair_if_needed(&self) -> Result<(), SpoolError> {
@@ -383,11 +400,7 @@ impl Spool {
         let (target, files, dir_dirty, active, mark) = {
             let mut g = lock(&self.inner);
             let target = g.last_seq();
-            if target <= self.durable.load(Ordering::Acquire)
-                && g.unsynced.is_empty()
-                && !g.dir_dirty
-                && g.pending.is_empty()
-            {
+            if Self::settled(&g, self.durable.load(Ordering::Acquire)) {
                 return Ok(());
             }
             let files = std::mem::take(&mut g.unsynced);

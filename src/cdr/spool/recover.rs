@@ -328,6 +328,7 @@ impl Spool {
             durable: AtomicU64::new(next_seq - 1),
             cursor: AtomicU64::new(cursor),
             fsync_failures: AtomicU64::new(0),
+            commit: Default::default(),
             #[cfg(test)]
             inject_fsync_failures: Default::default(),
             _lock: lock,

@@ -138,6 +138,32 @@ fn group_commit_makes_appends_durable_and_stop_syncs() {
     assert_eq!(Arc::strong_count(&s), 1, "the thread let go of the spool");
 }
 
+#[test]
+fn an_idle_group_commit_sleeps_until_the_next_append() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = TempDir::new("idle");
+    let mut c = cfg(&dir, 1 << 20);
+    c.fsync_interval = Duration::from_millis(1);
+    let (s, _) = Spool::open(c).unwrap();
+    let gc = s.spawn_group_commit();
+    closes(&s, 0, 3);
+    wait_durable(&s, 3);
+    std::thread::sleep(Duration::from_millis(20));
+    let before = s.commit.rounds.load(Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = s.commit.rounds.load(Relaxed) - before;
+    assert!(
+        idle <= 1,
+        "{idle} sync rounds in 300 ms idle at a 1 ms interval"
+    );
+    // An append wakes it: durable without any other sync.
+    closes(&s, 3, 5);
+    wait_durable(&s, 5);
+    assert!(s.commit.rounds.load(Relaxed) > before + idle);
+    gc.stop().unwrap();
+    assert_eq!(Arc::strong_count(&s), 1, "the thread let go of the spool");
+}
+
 /// A ~450-byte payload, like a record's JSON.
 fn payload(i: u64) -> Vec<u8> {
     format!("{{\"id\":\"{i:032x}\",\"pad\":\"{}\"}}", "r".repeat(400)).into_bytes()
