@@ -56,11 +56,18 @@ pub fn tls_name(host: &Host<'_>) -> Option<String> {
 
 /// The token for `t`.
 pub fn encode(t: Target) -> String {
-    let ip = match t.addr.ip() {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
-    };
-    format!("{}-{ip}-{}", t.transport.as_str(), t.addr.port())
+    let mut s = String::with_capacity(56);
+    push_token(&mut s, t);
+    s
+}
+
+/// Appends the token for `t`: `{transport}-{ip}-{port}`, an IPv6 address bracketed.
+pub(crate) fn push_token(s: &mut String, t: Target) {
+    s.push_str(t.transport.as_str());
+    s.push('-');
+    super::text::push_ip(s, t.addr.ip());
+    s.push('-');
+    super::text::push_dec(s, u64::from(t.addr.port()));
 }
 
 /// The target a token names; `None` for anything [`encode`] would not write.

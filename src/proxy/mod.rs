@@ -25,6 +25,7 @@ pub mod route;
 pub mod stats;
 #[doc(hidden)]
 pub mod testkit;
+mod text;
 pub mod transaction;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! (Via, Max-Forwards, double Record-Route, stripped headers) and stateless 2xx ACKs.
 
 use super::*;
+use crate::proxy::text;
 
 /// A next hop's target, TLS name and reconnect address ([`Output::reconnect`]).
 type FlowHop = (Target, Option<String>, Option<SocketAddr>);
@@ -267,17 +268,21 @@ impl Proxy {
 
     pub(super) fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> String {
         self.next_branch += 1;
-        let rport = if t == crate::transport::Transport::Udp {
-            ";rport"
-        } else {
-            ""
-        };
-        format!(
-            "SIP/2.0/{} {advertise};branch={BRANCH_PREFIX}{:x}.{:x}{rport}",
-            t.via_token(),
-            self.shard,
-            self.next_branch
-        )
+        // SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}{shard:x}.{next_branch:x}[;rport]
+        let mut v = String::with_capacity(advertise.len() + 64);
+        v.push_str("SIP/2.0/");
+        v.push_str(t.via_token());
+        v.push(' ');
+        v.push_str(advertise);
+        v.push_str(";branch=");
+        v.push_str(BRANCH_PREFIX);
+        text::push_hex(&mut v, u64::from(self.shard));
+        v.push('.');
+        text::push_hex(&mut v, self.next_branch);
+        if t == crate::transport::Transport::Udp {
+            v.push_str(";rport");
+        }
+        v
     }
 
     /// Forwards an ACK for a 2xx statelessly (§16.11), loose-routed like any in-dialog
@@ -299,12 +304,16 @@ impl Proxy {
             return;
         };
         let incoming = msg.top_via_branch().ok().flatten().unwrap_or(b"");
-        let via = format!(
-            "SIP/2.0/{} {};branch={BRANCH_PREFIX}a{:016x}",
-            target.transport.via_token(),
-            egress.advertise,
-            fnv1a(incoming)
-        );
+        // SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}a{fnv1a:016x}
+        let mut via = String::with_capacity(egress.advertise.len() + 64);
+        via.push_str("SIP/2.0/");
+        via.push_str(target.transport.via_token());
+        via.push(' ');
+        via.push_str(&egress.advertise);
+        via.push_str(";branch=");
+        via.push_str(BRANCH_PREFIX);
+        via.push('a');
+        text::push_hex16(&mut via, fnv1a(incoming));
         let mut e = Editor::new(&msg);
         if e.push_via(via.as_bytes()).is_err() || e.decrement_max_forwards().is_err() {
             return;
@@ -340,15 +349,21 @@ pub(super) fn record_route(
     t: crate::transport::Transport,
     flow: Option<Target>,
 ) -> String {
-    match flow {
-        Some(f) => format!(
-            "<sip:{advertise};transport={};lr;{}={}>",
-            t.as_str(),
-            flow::FLOW,
-            flow::encode(f)
-        ),
-        None => format!("<sip:{advertise};transport={};lr>", t.as_str()),
+    // <sip:{advertise};transport={t};lr[;{FLOW}={token}]>
+    let mut rr = String::with_capacity(advertise.len() + 96);
+    rr.push_str("<sip:");
+    rr.push_str(advertise);
+    rr.push_str(";transport=");
+    rr.push_str(t.as_str());
+    rr.push_str(";lr");
+    if let Some(f) = flow {
+        rr.push(';');
+        rr.push_str(flow::FLOW);
+        rr.push('=');
+        flow::push_token(&mut rr, f);
     }
+    rr.push('>');
+    rr
 }
 
 /// FNV-1a, for deriving stable branch ids from incoming ones.
