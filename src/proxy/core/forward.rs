@@ -172,15 +172,29 @@ impl Proxy {
         let target = hop.target;
         let ingress = self.pending.get(&sid).map(|p| (p.listener, p.source));
         let rewrite = self.pending.get(&sid).and_then(|p| p.rewrite.clone());
-        let Some(bytes) =
+        let Some((bytes, via)) =
             self.edit_request(msg, to_side, target, hop.pops, ingress, rewrite.as_deref())
         else {
             return self.answer(now, sid, 500, &[]);
         };
-        let Ok(out) = Message::parse(bytes, &Limits::DEFAULT) else {
+        // Not parsed again (the transaction parses it only to build an ACK or a CANCEL):
+        // it is our edit of a request that passed validation. Only its size can have grown
+        // past what we accept ourselves.
+        if bytes.len() > Limits::DEFAULT.max_message {
+            return self.answer(now, sid, 500, &[]);
+        }
+        let Ok(cseq) = msg.cseq() else {
             return self.answer(now, sid, 500, &[]);
         };
-        match self.layer.send_request(now, Some(sid), out, target) {
+        let sent = self.layer.send_built_request(
+            now,
+            Some(sid),
+            bytes,
+            via.branch(),
+            cseq.method_raw,
+            target,
+        );
+        match sent {
             Ok(cid) => {
                 self.stats.forwarded_requests += 1;
                 self.clients.insert(
@@ -209,7 +223,7 @@ impl Proxy {
         pops: usize,
         ingress: Option<(usize, Target)>,
         request_uri: Option<&str>,
-    ) -> Option<Bytes> {
+    ) -> Option<(Bytes, NewVia)> {
         let egress = self.routing.egress(to_side, target.transport)?.clone();
         let via = self.new_via(&egress.advertise, target.transport);
         let dialog_creating = matches!(
@@ -245,7 +259,7 @@ impl Proxy {
             None
         };
         let mut e = Editor::new(msg);
-        e.push_via(via.as_bytes()).ok()?;
+        e.push_via(via.text.as_bytes()).ok()?;
         e.decrement_max_forwards().ok()?;
         if let Some(c) = &contact {
             e.set_contact(c.as_bytes()).ok()?;
@@ -263,10 +277,10 @@ impl Proxy {
         for h in &self.strip[idx(to_side)] {
             e.remove_headers(h.as_bytes());
         }
-        Some(e.finish())
+        Some((e.finish(), via))
     }
 
-    pub(super) fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> String {
+    pub(super) fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> NewVia {
         self.next_branch += 1;
         // SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}{shard:x}.{next_branch:x}[;rport]
         let mut v = String::with_capacity(advertise.len() + 64);
@@ -275,14 +289,16 @@ impl Proxy {
         v.push(' ');
         v.push_str(advertise);
         v.push_str(";branch=");
+        let start = v.len();
         v.push_str(BRANCH_PREFIX);
         text::push_hex(&mut v, u64::from(self.shard));
         v.push('.');
         text::push_hex(&mut v, self.next_branch);
+        let branch = start..v.len();
         if t == crate::transport::Transport::Udp {
             v.push_str(";rport");
         }
-        v
+        NewVia { text: v, branch }
     }
 
     /// Forwards an ACK for a 2xx statelessly (§16.11), loose-routed like any in-dialog
@@ -340,6 +356,28 @@ impl Proxy {
             bytes,
             reconnect,
         });
+    }
+}
+
+/// Our Via for a request we forward or originate, and where its branch lies in it.
+pub(super) struct NewVia {
+    pub(super) text: String,
+    branch: std::ops::Range<usize>,
+}
+
+impl NewVia {
+    /// The branch, `z9hG4bKoc…`.
+    pub(super) fn branch(&self) -> &[u8] {
+        self.text
+            .as_bytes()
+            .get(self.branch.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for NewVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 

@@ -1,14 +1,29 @@
 //! The client side of [`TransactionLayer`]: sending requests, matching responses and
 //! cancelling branches (RFC 3261 §9.1, §16.8, §16.10, §17.1).
 
+use bytes::Bytes;
+
 use super::build;
-use super::client::{Cancel, Client};
+use super::client::{Cancel, Client, Held};
 use super::key;
 use super::layer::TransactionLayer;
 use super::timers::Millis;
 use super::{CancelStatus, ClientId, ResponseOutcome, ServerId, Target, TxError, TxId};
 use crate::sip::headers::HeaderError;
 use crate::sip::{Limits, Message, Method};
+
+/// The key of a client transaction: our branch, which must be an RFC 3261 one, and the
+/// CSeq method.
+fn client_key(branch: &[u8], method: &[u8]) -> Result<key::Key, TxError> {
+    if !is_3261_branch(branch) {
+        return Err(TxError::BadBranch);
+    }
+    Ok(key::client_key(branch, method))
+}
+
+fn is_3261_branch(branch: &[u8]) -> bool {
+    branch.len() > 7 && branch.starts_with(b"z9hG4bK")
+}
 
 impl TransactionLayer {
     /// Starts a client transaction: sends `request` (as the proxy built it, with our Via on
@@ -26,16 +41,40 @@ impl TransactionLayer {
         to: Target,
     ) -> Result<ClientId, TxError> {
         let method = request.method().ok_or(TxError::NotATransaction)?;
+        self.check_new(server, method)?;
+        self.start_message(now, server, None, request, to)
+    }
+
+    /// [`send_request`](Self::send_request) for a request the caller built itself from a
+    /// validated one and does not need parsed: its bytes, the branch of the Via it put on
+    /// top, and its method as in its CSeq. It is parsed only if an ACK or a CANCEL must be
+    /// built from it.
+    pub fn send_built_request(
+        &mut self,
+        now: Millis,
+        server: Option<ServerId>,
+        request: Bytes,
+        branch: &[u8],
+        method: &[u8],
+        to: Target,
+    ) -> Result<ClientId, TxError> {
+        let class = Method::classify(method);
+        self.check_new(server, class)?;
+        let key = client_key(branch, method)?;
+        self.start_client(now, server, None, Held::Raw(request), class, key, to)
+    }
+
+    fn check_new(&self, server: Option<ServerId>, method: Method) -> Result<(), TxError> {
         if method == Method::Ack {
             return Err(TxError::NotATransaction);
         }
         if server.is_some_and(|s| !self.servers.contains_key(&s)) {
             return Err(TxError::Unknown);
         }
-        self.start_client(now, server, None, request, to)
+        Ok(())
     }
 
-    fn start_client(
+    fn start_message(
         &mut self,
         now: Millis,
         server: Option<ServerId>,
@@ -44,11 +83,26 @@ impl TransactionLayer {
         to: Target,
     ) -> Result<ClientId, TxError> {
         let branch = request.top_via_branch()?.unwrap_or_default();
-        if !(branch.len() > 7 && branch.starts_with(b"z9hG4bK")) {
+        if !is_3261_branch(branch) {
             return Err(TxError::BadBranch);
         }
-        let cseq = request.cseq()?;
-        let key = key::client_key(branch, cseq.method_raw);
+        let key = client_key(branch, request.cseq()?.method_raw)?;
+        let method = request.method().unwrap_or(Method::Other);
+        let held = Held::Parsed(Box::new(request));
+        self.start_client(now, server, cancel_of, held, method, key, to)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_client(
+        &mut self,
+        now: Millis,
+        server: Option<ServerId>,
+        cancel_of: Option<ClientId>,
+        request: Held,
+        method: Method,
+        key: key::Key,
+        to: Target,
+    ) -> Result<ClientId, TxError> {
         if self.client_index.contains_key(&key) {
             return Err(TxError::BadBranch);
         }
@@ -60,6 +114,7 @@ impl TransactionLayer {
             id,
             key.clone(),
             request,
+            method,
             to,
             server,
             cancel_of,
@@ -154,9 +209,10 @@ impl TransactionLayer {
             state: "final",
             status: 0,
         })?;
-        let bytes = build::cancel(request).ok_or(HeaderError::Missing("To"))?;
+        let request = request.parsed().ok_or(HeaderError::Missing("INVITE"))?;
+        let bytes = build::cancel(&request).ok_or(HeaderError::Missing("To"))?;
         let cancel =
             Message::parse(bytes, &Limits::DEFAULT).map_err(|_| HeaderError::Missing("CANCEL"))?;
-        self.start_client(now, None, Some(invite), cancel, target)
+        self.start_message(now, None, Some(invite), cancel, target)
     }
 }

@@ -14,6 +14,28 @@ fn proxied_invite(h: &mut Harness, n: u32, t: Transport) -> (ServerId, ClientId,
     (s, c, fwd)
 }
 
+/// The SBC's 487 to the cancelled INVITE `fwd`: forwarded upstream, and our hop-by-hop ACK
+/// sent (returned).
+fn terminated_and_acknowledged(
+    h: &mut Harness,
+    fwd: &Message,
+    c: ClientId,
+    s: ServerId,
+) -> Message {
+    let out = h.on_response(&response(fwd, 487, "sbc"));
+    assert_eq!(
+        out,
+        ResponseOutcome::Forward {
+            client: c,
+            server: Some(s),
+            status: 487
+        }
+    );
+    let ack = h.sent.last().unwrap().msg.clone();
+    assert_eq!(label(&ack), "ACK");
+    ack
+}
+
 #[test]
 fn cancel_of_a_proceeding_invite_is_answered_and_cancels_the_branches() {
     let mut h = Harness::new();
@@ -81,17 +103,7 @@ fn cancel_of_a_proceeding_invite_is_answered_and_cancels_the_branches() {
         h.on_response(&cancel_ok),
         ResponseOutcome::Absorbed(_)
     ));
-    let terminated = response(&fwd, 487, "sbc");
-    let out = h.on_response(&terminated);
-    assert_eq!(
-        out,
-        ResponseOutcome::Forward {
-            client: c,
-            server: Some(s),
-            status: 487
-        }
-    );
-    assert_eq!(label(&h.sent.last().unwrap().msg), "ACK");
+    terminated_and_acknowledged(&mut h, &fwd, c, s);
     h.respond(s, &incoming("INVITE", 1), 487);
     assert_eq!(h.layer.server_state(s), Some(ServerState::Completed));
     let ack = request("ACK", &[ms_via(1)], 1, Some("edge1"));
@@ -326,4 +338,77 @@ fn check_deadlines(layer: &TransactionLayer) {
         }
     }
     assert_eq!(layer.poll_timeout(), earliest);
+}
+
+/// A request handed over as bytes (`send_built_request`, as the proxy forwards) is parsed
+/// only to build what needs it: the CANCEL, and the ACK for a non-2xx final.
+#[test]
+fn a_request_sent_as_bytes_is_cancelled_and_acknowledged_like_a_parsed_one() {
+    let mut h = Harness::new();
+    let t = Transport::Udp;
+    let RequestOutcome::New(s) = h.on_request(&incoming("INVITE", 1), ms(t)) else {
+        panic!("not new");
+    };
+    let fwd = outgoing("INVITE", 1);
+    let c = h
+        .layer
+        .send_built_request(
+            h.t(),
+            Some(s),
+            bytes_of(&fwd),
+            b"z9hG4bKedge-1",
+            b"INVITE",
+            sbc(t),
+        )
+        .unwrap();
+    h.drain();
+    assert_eq!(h.sent.last().unwrap().msg.as_bytes(), fwd.as_bytes());
+    // Retransmitted as it was given.
+    h.advance_to(500);
+    assert_eq!(h.sends_since(500), vec![(500, "INVITE".into())]);
+    assert_eq!(h.sent.last().unwrap().msg.as_bytes(), fwd.as_bytes());
+
+    h.on_response(&response(&fwd, 180, "sbc"));
+    assert_eq!(h.layer.cancel_branches(h.t(), s), 1);
+    h.drain();
+    let down = h.sent.last().unwrap().clone();
+    let core = down.msg.core().unwrap();
+    assert_eq!(label(&down.msg), "CANCEL");
+    assert_eq!(core.via.branch(), Some(&b"z9hG4bKedge-1"[..]));
+    assert_eq!((core.cseq.seq, core.cseq.method), (1, Method::Cancel));
+    assert_eq!(down.msg.request_uri_bytes(), fwd.request_uri_bytes());
+
+    let ack = terminated_and_acknowledged(&mut h, &fwd, c, s);
+    assert_eq!(ack.top_via().unwrap().branch(), Some(&b"z9hG4bKedge-1"[..]));
+    assert_eq!(ack.to_tag_param().unwrap(), Some(&b"sbc"[..]));
+}
+
+#[test]
+fn send_built_request_refuses_ack_bad_branches_duplicates_and_unknown_servers() {
+    let mut h = Harness::new();
+    let (t, to) = (h.t(), sbc(Transport::Udp));
+    let fwd = bytes_of(&outgoing("INVITE", 1));
+    let send = |h: &mut Harness, server, branch: &[u8], method: &[u8]| {
+        h.layer
+            .send_built_request(t, server, fwd.clone(), branch, method, to)
+    };
+    assert_eq!(
+        send(&mut h, None, b"z9hG4bKedge-1", b"ACK"),
+        Err(TxError::NotATransaction)
+    );
+    assert_eq!(
+        send(&mut h, None, b"1234", b"INVITE"),
+        Err(TxError::BadBranch)
+    );
+    assert_eq!(
+        send(&mut h, Some(ServerId(777)), b"z9hG4bKedge-1", b"INVITE"),
+        Err(TxError::Unknown)
+    );
+    assert!(send(&mut h, None, b"z9hG4bKedge-1", b"INVITE").is_ok());
+    assert_eq!(
+        send(&mut h, None, b"z9hG4bKedge-1", b"INVITE"),
+        Err(TxError::BadBranch),
+        "the key is in use"
+    );
+    assert_eq!(h.layer.len(), 1);
 }
