@@ -13,7 +13,7 @@
 use std::sync::OnceLock;
 
 use super::lex::{self, BadParam};
-use super::memo::{NameAddrAt, Stored};
+use super::memo::{self, NameAddrAt, Stored};
 use super::message::{Message, Method};
 use super::name::HeaderName;
 use super::uri::{parse_host_port, Host, Scheme, Uri};
@@ -526,16 +526,13 @@ impl Message {
         kind: HeaderName,
         name: &'static str,
     ) -> Result<NameAddr<'a>, HeaderError> {
-        let buf = self.buf();
-        let stored = cell.get_or_init(|| {
-            let n = NameAddr::parse(self.required(kind, name)?, name)?;
-            Ok(Stored::from(NameAddrAt::of(buf, &n)))
-        });
-        match stored {
-            Ok(Stored::At(at)) => Ok(at.get(buf)),
-            Ok(Stored::Elsewhere) => NameAddr::parse(self.required(kind, name)?, name),
-            Err(e) => Err(*e),
-        }
+        memo::remember(
+            cell,
+            self.buf(),
+            || NameAddr::parse(self.required(kind, name)?, name),
+            NameAddrAt::of,
+            NameAddrAt::get,
+        )
     }
 
     /// The From tag, found without parsing the URI (the hot paths need only the tag; the

@@ -21,8 +21,8 @@ use super::uri::{Host, Scheme, Uri};
 /// The memo a [`super::Message`] carries; empty until first asked.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
-    /// The Request-URI: `None` for a response or one that does not parse.
-    pub(crate) request_uri: OnceLock<Option<Stored<UriAt>>>,
+    /// The Request-URI: `Err(())` for a response or one that does not parse.
+    pub(crate) request_uri: OnceLock<Result<Stored<UriAt>, ()>>,
     pub(crate) from: OnceLock<Result<Stored<NameAddrAt>, HeaderError>>,
     pub(crate) to: OnceLock<Result<Stored<NameAddrAt>, HeaderError>>,
 }
@@ -38,6 +38,23 @@ pub(crate) enum Stored<T> {
 impl<T> From<Option<T>> for Stored<T> {
     fn from(o: Option<T>) -> Stored<T> {
         o.map_or(Stored::Elsewhere, Stored::At)
+    }
+}
+
+/// What `parse` returns for a slice of `buf`: parsed on the first call and kept in `cell`
+/// as offsets (`store`), rebuilt from them after (`load`); parsed again in the impossible
+/// case that it lies outside `buf`.
+pub(crate) fn remember<'a, T: Copy, V, E: Copy>(
+    cell: &OnceLock<Result<Stored<T>, E>>,
+    buf: &'a [u8],
+    parse: impl Fn() -> Result<V, E>,
+    store: impl Fn(&'a [u8], &V) -> Option<T>,
+    load: impl Fn(&T, &'a [u8]) -> V,
+) -> Result<V, E> {
+    match cell.get_or_init(|| parse().map(|v| Stored::from(store(buf, &v)))) {
+        Ok(Stored::At(at)) => Ok(load(at, buf)),
+        Ok(Stored::Elsewhere) => parse(),
+        Err(e) => Err(*e),
     }
 }
 

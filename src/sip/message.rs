@@ -20,7 +20,7 @@ use memchr::memchr2;
 
 use super::lex::{self, BadLength};
 use super::limits::Limits;
-use super::memo::{Memo, Stored, UriAt};
+use super::memo::{self, Memo, UriAt};
 use super::name::{eq_name, HeaderName};
 use super::uri::{Uri, UriError};
 
@@ -212,8 +212,7 @@ impl Headers {
     /// `Err(())` when it has several.
     pub(crate) fn single(&self, kind: HeaderName) -> Result<Option<&[u8]>, ()> {
         match self.seen.only(kind) {
-            Some(None) => Ok(None),
-            Some(Some(i)) => Ok(self.list.get(i).map(|h| h.value.of(&self.buf))),
+            Some(at) => Ok(at.and_then(|i| self.value_at(i))),
             None => {
                 let mut it = self.values(kind);
                 let first = it.next();
@@ -223,6 +222,11 @@ impl Headers {
                 }
             }
         }
+    }
+
+    /// The value of line `i`.
+    fn value_at(&self, i: usize) -> Option<&[u8]> {
+        self.list.get(i).map(|h| h.value.of(&self.buf))
     }
 
     /// The underlying bytes.
@@ -256,8 +260,7 @@ impl Headers {
     /// The first value of a known header.
     pub fn first(&self, kind: HeaderName) -> Option<&[u8]> {
         match self.seen.only(kind) {
-            Some(None) => None,
-            Some(Some(i)) => self.list.get(i).map(|h| h.value.of(&self.buf)),
+            Some(at) => at.and_then(|i| self.value_at(i)),
             None => self.values(kind).next(),
         }
     }
@@ -516,16 +519,18 @@ impl Message {
     /// The parsed Request-URI of a request; `None` for responses and for a Request-URI that
     /// does not follow the URI grammar (which [`Message::core`] reports as an error).
     pub fn request_uri(&self) -> Option<Uri<'_>> {
-        let buf = self.buf();
-        let at = self.memo.request_uri.get_or_init(|| {
-            let uri = Uri::parse(self.request_uri_bytes()?).ok()?;
-            Some(Stored::from(UriAt::of(buf, &uri)))
-        });
-        match at {
-            Some(Stored::At(at)) => Some(at.get(buf)),
-            Some(Stored::Elsewhere) => Uri::parse(self.request_uri_bytes()?).ok(),
-            None => None,
-        }
+        let parse = || {
+            let bytes = self.request_uri_bytes().ok_or(())?;
+            Uri::parse(bytes).map_err(|_| ())
+        };
+        memo::remember(
+            &self.memo.request_uri,
+            self.buf(),
+            parse,
+            UriAt::of,
+            UriAt::get,
+        )
+        .ok()
     }
 
     /// The span of the Request-URI (for the editor).

@@ -283,14 +283,7 @@ impl Proxy {
     pub(super) fn new_via(&mut self, advertise: &str, t: crate::transport::Transport) -> NewVia {
         self.next_branch += 1;
         // SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}{shard:x}.{next_branch:x}[;rport]
-        let mut v = String::with_capacity(advertise.len() + 64);
-        v.push_str("SIP/2.0/");
-        v.push_str(t.via_token());
-        v.push(' ');
-        v.push_str(advertise);
-        v.push_str(";branch=");
-        let start = v.len();
-        v.push_str(BRANCH_PREFIX);
+        let (mut v, start) = via_up_to_branch(t, advertise);
         text::push_hex(&mut v, u64::from(self.shard));
         v.push('.');
         text::push_hex(&mut v, self.next_branch);
@@ -321,13 +314,7 @@ impl Proxy {
         };
         let incoming = msg.top_via_branch().ok().flatten().unwrap_or(b"");
         // SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}a{fnv1a:016x}
-        let mut via = String::with_capacity(egress.advertise.len() + 64);
-        via.push_str("SIP/2.0/");
-        via.push_str(target.transport.via_token());
-        via.push(' ');
-        via.push_str(&egress.advertise);
-        via.push_str(";branch=");
-        via.push_str(BRANCH_PREFIX);
+        let (mut via, _) = via_up_to_branch(target.transport, &egress.advertise);
         via.push('a');
         text::push_hex16(&mut via, fnv1a(incoming));
         let mut e = Editor::new(&msg);
@@ -357,6 +344,20 @@ impl Proxy {
             reconnect,
         });
     }
+}
+
+/// `SIP/2.0/{t} {advertise};branch={BRANCH_PREFIX}`, the start of each Via we write, and
+/// where its branch starts.
+fn via_up_to_branch(t: crate::transport::Transport, advertise: &str) -> (String, usize) {
+    let mut v = String::with_capacity(advertise.len() + 64);
+    v.push_str("SIP/2.0/");
+    v.push_str(t.via_token());
+    v.push(' ');
+    v.push_str(advertise);
+    v.push_str(";branch=");
+    let start = v.len();
+    v.push_str(BRANCH_PREFIX);
+    (v, start)
 }
 
 /// Our Via for a request we forward or originate, and where its branch lies in it.

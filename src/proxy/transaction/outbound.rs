@@ -12,17 +12,14 @@ use super::{CancelStatus, ClientId, ResponseOutcome, ServerId, Target, TxError, 
 use crate::sip::headers::HeaderError;
 use crate::sip::{Limits, Message, Method};
 
-/// The key of a client transaction: our branch, which must be an RFC 3261 one, and the
-/// CSeq method.
-fn client_key(branch: &[u8], method: &[u8]) -> Result<key::Key, TxError> {
-    if !is_3261_branch(branch) {
-        return Err(TxError::BadBranch);
+/// `branch` when it is an RFC 3261 one (magic cookie and more), the only kind a client
+/// transaction is keyed by.
+fn rfc3261_branch(branch: &[u8]) -> Result<&[u8], TxError> {
+    if branch.len() > 7 && branch.starts_with(b"z9hG4bK") {
+        Ok(branch)
+    } else {
+        Err(TxError::BadBranch)
     }
-    Ok(key::client_key(branch, method))
-}
-
-fn is_3261_branch(branch: &[u8]) -> bool {
-    branch.len() > 7 && branch.starts_with(b"z9hG4bK")
 }
 
 impl TransactionLayer {
@@ -60,7 +57,7 @@ impl TransactionLayer {
     ) -> Result<ClientId, TxError> {
         let class = Method::classify(method);
         self.check_new(server, class)?;
-        let key = client_key(branch, method)?;
+        let key = key::client_key(rfc3261_branch(branch)?, method);
         self.start_client(now, server, None, Held::Raw(request), class, key, to)
     }
 
@@ -82,11 +79,8 @@ impl TransactionLayer {
         request: Message,
         to: Target,
     ) -> Result<ClientId, TxError> {
-        let branch = request.top_via_branch()?.unwrap_or_default();
-        if !is_3261_branch(branch) {
-            return Err(TxError::BadBranch);
-        }
-        let key = client_key(branch, request.cseq()?.method_raw)?;
+        let branch = rfc3261_branch(request.top_via_branch()?.unwrap_or_default())?;
+        let key = key::client_key(branch, request.cseq()?.method_raw);
         let method = request.method().unwrap_or(Method::Other);
         let held = Held::Parsed(Box::new(request));
         self.start_client(now, server, cancel_of, held, method, key, to)
