@@ -61,4 +61,6 @@ pub mod proxy;
 pub mod quality;
 pub mod reconcile;
 pub mod sip;
+#[cfg(test)]
+mod testdir;
 pub mod transport;

@@ -12,7 +12,7 @@ mod bed;
 use bed::{all_acked, Bed, Dir};
 use serde_json::Value;
 use support::bounded;
-use support::certs::temp_dir;
+use support::temp_dir;
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("admin answers");

@@ -2,6 +2,10 @@
 //! transitions, the bounds (timeout, body, connections, idle), shutdown, and the metrics
 //! catalogue against what `/metrics` serves and what `docs/metrics.md` lists.
 
+// The temporary directories of the tests (`src/testdir.rs`).
+#[path = "../src/testdir.rs"]
+mod testdir;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +14,7 @@ use ocedge::admin::{self, catalogue, AdminServer, AdminSource, Readiness};
 use ocedge::config::{Admin, Dur, Side};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use testdir::{temp_dir, TempDir};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -106,10 +111,12 @@ async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {
     (r.status(), r.text().await.unwrap())
 }
 
-fn token_file(tag: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("ocedge-admin-{tag}-{}", std::process::id()));
+/// A token file in a fresh directory; the directory lasts as long as the guard.
+fn token_file(tag: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = temp_dir(&format!("admin-{tag}"));
+    let path = dir.join("token");
     std::fs::write(&path, format!("{TOKEN}\n")).unwrap();
-    path
+    (dir, path)
 }
 
 #[tokio::test]
@@ -204,7 +211,7 @@ async fn reload_reports_success_failure_and_default() {
 
 #[tokio::test]
 async fn token_guards_everything_but_liveness() {
-    let path = token_file("guard");
+    let (_tmp, path) = token_file("guard");
     let cfg = Admin {
         token_file: Some(path.clone()),
         ..loopback()
@@ -247,7 +254,6 @@ async fn token_guards_everything_but_liveness() {
         .unwrap();
     // Through the guard: the minimal source's own answer.
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    std::fs::remove_file(path).unwrap();
 
     let bad = Admin {
         token_file: Some("/nonexistent/ocedge-token".into()),

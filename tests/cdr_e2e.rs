@@ -25,7 +25,7 @@ use bed::{
     all_acked, cli, duration_range, exported, id_of, one, spool_calls_up, spool_records, spooled,
     uploaded, Bed, Call, Dir, ALICE, ALICE_URI, CAROL, CAROL_URI, NOBODY, PSTN, TENANT,
 };
-use support::certs::temp_dir;
+use support::temp_dir;
 use support::{bounded, ms, MsgExt};
 
 /// How long answered calls are held.

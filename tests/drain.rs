@@ -11,7 +11,7 @@ mod bed;
 use std::time::Duration;
 
 use bed::{spool_records, Bed, Dir};
-use support::certs::temp_dir;
+use support::temp_dir;
 use support::{bounded, MsgExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

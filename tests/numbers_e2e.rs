@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::certs::temp_dir;
 use support::emulator::EmulatorCtl;
 use support::msg::{sdp, tag};
+use support::temp_dir;
 use support::{
     bounded, callee_uri, dest, ms, Gateway, Incoming, Leg, MsgExt, NumbersSpec, Spec, Ua, WAIT,
 };
@@ -328,7 +328,6 @@ async fn assigned_called_number_is_routed_to_its_sip_uri() {
 
         bed.sbc.expect_nothing(ms(100), "calls are over").await;
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -371,7 +370,6 @@ async fn cancel_follows_the_rewritten_request_uri() {
         bed.sbc.send(l_c, &call.ack_non_2xx(&terminated)).await;
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -400,7 +398,6 @@ async fn unassigned_called_number_gets_404() {
         assert_eq!(resp.code(), 404, "{}", resp.dump());
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -444,7 +441,6 @@ async fn national_format_is_completed_with_the_default_country_code() {
         bed.decline(from_c, &leg, &inv).await;
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -533,7 +529,6 @@ async fn calling_number_and_tenant_are_checked_toward_the_carrier() {
         assert_refusal(&resp, 403, "Tenant Mismatch");
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -561,7 +556,6 @@ async fn emergency_calls_go_through_from_an_unassigned_caller() {
         assert_eq!(resp.code(), 403, "{}", resp.dump());
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -586,7 +580,6 @@ async fn letters_around_emergency_digits_do_not_make_an_emergency_call() {
         }
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -640,7 +633,6 @@ async fn assignment_changes_apply_within_a_delta_interval() {
             "changes arrive by delta, not by a full listing"
         );
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -673,7 +665,6 @@ async fn no_table_means_503_except_emergency() {
         assert_eq!(inv.ruri(), ruri);
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
@@ -717,7 +708,6 @@ async fn snapshot_serves_when_the_api_is_down() {
         assert_refusal(&resp, 404, "Number Not Assigned");
 
         bed.stop().await;
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }

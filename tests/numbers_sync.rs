@@ -6,6 +6,11 @@
 //! the table looked like at that moment; when the script runs out it cancels the loop. The
 //! clock jumps forward on every sleep and records it, so backoff is checked exactly.
 
+// The temporary directories of the tests (`src/testdir.rs`); this suite does without the
+// rest of `support`.
+#[path = "../src/testdir.rs"]
+mod testdir;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ocedge::msapi::{ApiError, BoxFuture, Cursor, NumberEntry, NumbersApi, NumbersPage, Removed};
 use ocedge::numbers::{snapshot, Clock, NumberTable, Source, SyncConfig, Syncer, TableState};
 use ocedge::sip::number::E164;
+use testdir::{temp_dir, TempDir};
 use tokio_util::sync::CancellationToken;
 
 const T1: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
@@ -134,11 +140,11 @@ fn n(s: &str) -> E164 {
     E164::parse(s).unwrap()
 }
 
-fn temp_snapshot(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ocedge-sync-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d.join("numbers.snapshot")
+/// A fresh directory and the snapshot path in it; the directory lasts as long as the guard.
+fn temp_snapshot(name: &str) -> (TempDir, PathBuf) {
+    let dir = temp_dir(&format!("sync-{name}"));
+    let path = dir.join("numbers.snapshot");
+    (dir, path)
 }
 
 struct Run {
@@ -210,7 +216,7 @@ fn storm(n: usize, e: ApiError) -> Vec<Result<NumbersPage, ApiError>> {
 
 #[tokio::test]
 async fn initial_full_sync_across_pages_then_deltas() {
-    let path = temp_snapshot("full");
+    let (_tmp, path) = temp_snapshot("full");
     let r = run_script(
         NumberTable::new(),
         Some(path.clone()),
@@ -256,7 +262,7 @@ async fn initial_full_sync_across_pages_then_deltas() {
 
 #[tokio::test]
 async fn deltas_add_change_and_remove() {
-    let path = temp_snapshot("delta");
+    let (_tmp, path) = temp_snapshot("delta");
     let r = run_script(
         NumberTable::new(),
         Some(path.clone()),
@@ -380,7 +386,7 @@ async fn unauthorized_is_retried_slowly_forever() {
 
 #[tokio::test]
 async fn api_down_at_start_without_snapshot_is_not_loaded() {
-    let path = temp_snapshot("none");
+    let (_tmp, path) = temp_snapshot("none");
     let r = run_script(
         NumberTable::new(),
         Some(path.clone()),
@@ -395,18 +401,18 @@ async fn api_down_at_start_without_snapshot_is_not_loaded() {
     assert!(!path.exists());
 }
 
-fn seeded_snapshot(name: &str, link: Option<&str>) -> PathBuf {
-    let path = temp_snapshot(name);
+fn seeded_snapshot(name: &str, link: Option<&str>) -> (TempDir, PathBuf) {
+    let (dir, path) = temp_snapshot(name);
     let t = NumberTable::new();
     t.replace_all(&numbers(0..40, T1), Source::Sync);
     let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000 - 600);
     snapshot::write(&path, &t.view(), link, created).unwrap();
-    path
+    (dir, path)
 }
 
 #[tokio::test]
 async fn api_down_at_start_serves_the_snapshot_and_tries_its_delta() {
-    let path = seeded_snapshot("down", Some("dsnap"));
+    let (_tmp, path) = seeded_snapshot("down", Some("dsnap"));
     let r = run_script(
         NumberTable::new(),
         Some(path),
@@ -423,7 +429,7 @@ async fn api_down_at_start_serves_the_snapshot_and_tries_its_delta() {
 
 #[tokio::test]
 async fn restart_resumes_with_the_snapshot_delta() {
-    let path = seeded_snapshot("resume", Some("dsnap"));
+    let (_tmp, path) = seeded_snapshot("resume", Some("dsnap"));
     let r = run_script(
         NumberTable::new(),
         Some(path),
@@ -437,7 +443,7 @@ async fn restart_resumes_with_the_snapshot_delta() {
 
 #[tokio::test]
 async fn corrupted_snapshot_is_ignored_and_reported() {
-    let path = seeded_snapshot("corrupt", Some("dsnap"));
+    let (_tmp, path) = seeded_snapshot("corrupt", Some("dsnap"));
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
@@ -501,7 +507,7 @@ async fn a_listing_failing_midway_never_shrinks_the_table() {
 
 #[tokio::test]
 async fn snapshot_write_failure_is_reported_and_the_table_still_updates() {
-    let dir = temp_snapshot("wfail");
+    let (_tmp, dir) = temp_snapshot("wfail");
     let blocker = dir.with_file_name("blocker");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let r = run_script(

@@ -16,6 +16,10 @@
 //!
 //! No network.
 
+// The temporary directories of the tests (`src/testdir.rs`).
+#[path = "../src/testdir.rs"]
+mod testdir;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use ocedge::config::{Config, Side, Transport};
+use testdir::{temp_dir, TempDir};
 
 const UNIT: &str = "contrib/systemd/ocedge.service";
 const DASHBOARD: &str = "contrib/grafana/ocedge.json";
@@ -599,14 +604,11 @@ fn unit_runs_the_installed_example_and_may_write_where_it_writes() {
 // The production example configuration.
 
 /// A temporary directory standing in for `/etc/ocedge/`, removed on drop.
-struct FakeEtc(PathBuf);
+struct FakeEtc(TempDir);
 
 impl FakeEtc {
     fn new(name: &str) -> FakeEtc {
-        let dir = std::env::temp_dir().join(format!("ocedge-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        FakeEtc(dir)
+        FakeEtc(temp_dir(name))
     }
 
     /// `text` with every quoted `/etc/ocedge/…` path moved here, each file created.
@@ -626,12 +628,6 @@ impl FakeEtc {
         }
         out.push_str(rest);
         out
-    }
-}
-
-impl Drop for FakeEtc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -13,7 +13,8 @@ use support::certs::{self, Ca, Leaf};
 use support::msg::{options, sdp, tag};
 use support::ua::RecvError;
 use support::{
-    assert_rr, bounded, callee_uri, dest, ms, Gateway, Leg, MsgExt, Spec, StreamServer, Ua, WAIT,
+    assert_rr, bounded, callee_uri, dest, ms, temp_dir, Gateway, Leg, MsgExt, Spec, StreamServer,
+    TempDir, Ua, WAIT,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -26,7 +27,8 @@ struct Setup {
     /// The fake Microsoft proxy's TLS listener (the configured target).
     ms_srv: StreamServer,
     sbc: Ua,
-    dir: std::path::PathBuf,
+    /// The gateway's TLS files; after `gw`, so the gateway goes first.
+    _dir: TempDir,
 }
 
 impl Setup {
@@ -34,7 +36,7 @@ impl Setup {
         let ca = Ca::new("ocedge test CA");
         let gw_leaf = ca.leaf(&["ocedge.test"]);
         let ms_leaf = ca.leaf(&[MS_NAME]);
-        let dir = certs::temp_dir("tls");
+        let dir = temp_dir("tls");
         let files = certs::write_gateway_files(&dir, &ca.pem(), &gw_leaf);
         let ms_srv =
             StreamServer::tls("127.0.0.1", certs::server_config(&ca.pem(), &ms_leaf)).await;
@@ -53,7 +55,7 @@ impl Setup {
             gw,
             ms_srv,
             sbc,
-            dir,
+            _dir: dir,
         }
     }
 
@@ -152,7 +154,6 @@ impl Setup {
 
     async fn stop(self) {
         self.gw.stop().await;
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

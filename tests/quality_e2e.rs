@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bed::Bed;
 use serde_json::Value;
-use support::certs::temp_dir;
 use support::msg::{branch, tag};
+use support::temp_dir;
 use support::{bounded, MsgExt, Ua};
 
 const REPORT: &str = "VQSessionReport: CallTerm\r\n\
@@ -61,7 +61,7 @@ async fn sbc_reports_reach_the_sinks_and_strangers_are_refused() {
         let files = dir.join("quality");
         let extra = format!("\n[quality]\ndir = {:?}\n", files.display().to_string());
         // `Bed::start` appends `cdr_extra` inside `[cdr]`; a new table after it is fine.
-        let mut bed = Bed::start(dir.clone(), &extra).await;
+        let mut bed = Bed::start(dir, &extra).await;
         let [_, l_c] = bed.listeners();
 
         let msg = publish(bed.sbc.local, l_c);

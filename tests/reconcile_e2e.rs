@@ -4,6 +4,11 @@
 //! task pulls and reports; the report finds exactly the injected discrepancies, and
 //! `ocedge reconcile` prints the same totals, from the local store and from the API.
 
+// The temporary directories of the tests (`src/testdir.rs`); this suite does without the
+// rest of `support`.
+#[path = "../src/testdir.rs"]
+mod testdir;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,6 +22,7 @@ use ocedge::msapi::{BoxFuture, DurationBatch, DurationsApi, HttpApi};
 use ocedge::numbers::sync::Clock;
 use ocedge::reconcile::{OurSource, Params, PullConfig, Reconciler, ServiceConfig, Step};
 use serde_json::{json, Value};
+use testdir::{temp_dir, TempDir};
 use tokio_util::sync::CancellationToken;
 
 /// 2024-05-01T10:00:00Z: the window reconciled is this hour.
@@ -37,15 +43,6 @@ impl Clock for At {
     fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
         Box::pin(tokio::time::sleep(d.min(Duration::from_millis(20))))
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ocedge-reconcile-e2e-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
 }
 
 /// An answered call `call_id` (fork `tag`), answered `answer_s` seconds into the hour;
@@ -191,7 +188,7 @@ fn found(findings: &[Value]) -> Vec<(String, String, Option<i64>)> {
 }
 
 struct Bed {
-    dir: PathBuf,
+    dir: TempDir,
     base: String,
     api: Arc<HttpApi>,
     cancel: CancellationToken,
@@ -238,7 +235,7 @@ async fn bed(name: &str, records: &[CallRecord], discrepancies: Value) -> Bed {
         .unwrap_or(json!([]));
     assert_eq!(got["dropCallIds"], drops, "GET shows what is in force");
     Bed {
-        dir: temp_dir(name),
+        dir: temp_dir(&format!("reconcile-e2e-{name}")),
         base: running.base_url(),
         api,
         cancel,

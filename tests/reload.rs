@@ -11,8 +11,8 @@ mod bed;
 use std::path::PathBuf;
 
 use bed::{Bed, Dir, ALICE, PSTN};
-use support::certs::temp_dir;
 use support::msg::tag;
+use support::temp_dir;
 use support::{bounded, ms, MsgExt, Ua};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,33 +4,18 @@
 //! a damaged cursor file, `kill -9`, and the CLI's read-only view. (The disk cap, the lock
 //! and concurrent appenders are in the unit tests, `src/cdr/spool/tests/`.)
 
+// The temporary directories of the tests (`src/testdir.rs`).
+#[path = "../src/testdir.rs"]
+mod testdir;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ocedge::cdr::spool::{key_of, Kind, Recovered, Spool, SpoolConfig, SpoolError};
 use ocedge::cdr::{record_id, CallRecord, Direction, Disposition, EndReason, OpenCall, SideName};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("ocedge-spoolrec-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use testdir::temp_dir;
 
 /// Opens the spool in `cfg.dir`, waiting out a lock held only by a child process of
 /// another test: a process spawned from this one holds a copy of every open descriptor
@@ -153,8 +138,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
-    let dir = TempDir::new("roundtrip");
-    let (s, rec) = open_spool(cfg(&dir.0, 4096));
+    let dir = temp_dir("spoolrec-roundtrip");
+    let (s, rec) = open_spool(cfg(dir.path(), 4096));
     assert_eq!((rec.open.len(), rec.unacked, rec.segments), (0, 0, 0));
     let seqs: Vec<u64> = (0..20).map(|i| close(&s, i)).collect();
     assert_eq!(
@@ -176,7 +161,7 @@ fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
     assert_eq!(s.stats().unacked, 10);
     drop(s);
 
-    let (s, rec) = open_spool(cfg(&dir.0, 4096));
+    let (s, rec) = open_spool(cfg(dir.path(), 4096));
     assert_eq!(s.cursor(), 10);
     assert_eq!((rec.unacked, rec.torn_bytes, rec.corrupt), (10, 0, 0));
     assert_eq!(
@@ -200,19 +185,19 @@ fn round_trip_and_restart_keep_unacked_records_and_the_cursor() {
 
 #[test]
 fn a_torn_tail_at_every_offset_of_the_last_frame_keeps_every_earlier_record() {
-    let src = TempDir::new("torn-src");
-    let (s, _) = open_spool(cfg(&src.0, 1 << 20));
+    let src = temp_dir("spoolrec-torn-src");
+    let (s, _) = open_spool(cfg(src.path(), 1 << 20));
     closes(&s, 0..5);
     drop(s);
-    let seg = segments(&src.0).pop().unwrap();
+    let seg = segments(src.path()).pop().unwrap();
     let bytes = fs::read(&seg).unwrap();
     let last = 41 + record(4).encode().len();
     for keep in 0..last {
-        let dir = TempDir::new("torn");
-        copy_dir(&src.0, &dir.0);
+        let dir = temp_dir("spoolrec-torn");
+        copy_dir(src.path(), dir.path());
         let cut = bytes.len() - last + keep;
-        fs::write(dir.0.join(seg.file_name().unwrap()), &bytes[..cut]).unwrap();
-        let (s, rec) = open_spool(cfg(&dir.0, 1 << 20));
+        fs::write(dir.join(seg.file_name().unwrap()), &bytes[..cut]).unwrap();
+        let (s, rec) = open_spool(cfg(dir.path(), 1 << 20));
         assert_eq!(rec.torn_bytes, keep as u64, "keep {keep}");
         assert_eq!(rec.corrupt, 0);
         assert_eq!(
@@ -222,7 +207,7 @@ fn a_torn_tail_at_every_offset_of_the_last_frame_keeps_every_earlier_record() {
         );
         assert_eq!(close(&s, 9), 5, "appending goes on after the cut");
         drop(s);
-        let (s, rec) = open_spool(cfg(&dir.0, 1 << 20));
+        let (s, rec) = open_spool(cfg(dir.path(), 1 << 20));
         assert_eq!((rec.torn_bytes, rec.unacked), (0, 5));
         assert_eq!(records_after(&s, 4), vec![record(9)]);
     }
@@ -236,12 +221,12 @@ fn flip_each(src: &Path, seg: &Path, index: u64, at: usize, len: usize, torn: bo
     let bytes = fs::read(seg).unwrap();
     let offsets = (0..41).chain((41..len).step_by(37));
     for off in offsets {
-        let dir = TempDir::new("flip");
-        copy_dir(src, &dir.0);
+        let dir = temp_dir("spoolrec-flip");
+        copy_dir(src, dir.path());
         let mut b = bytes.clone();
         b[at + off] ^= 1 << (off % 8);
-        fs::write(dir.0.join(seg.file_name().unwrap()), &b).unwrap();
-        let (s, rec) = open_spool(cfg(&dir.0, SEG));
+        fs::write(dir.join(seg.file_name().unwrap()), &b).unwrap();
+        let (s, rec) = open_spool(cfg(dir.path(), SEG));
         assert_eq!(
             s.cursor(),
             3,
@@ -263,12 +248,12 @@ fn flip_each(src: &Path, seg: &Path, index: u64, at: usize, len: usize, torn: bo
 
 #[test]
 fn bit_flips_lose_only_their_frame_and_never_the_acknowledged_state() {
-    let src = TempDir::new("flip-src");
-    let (s, _) = open_spool(cfg(&src.0, SEG));
+    let src = temp_dir("spoolrec-flip-src");
+    let (s, _) = open_spool(cfg(src.path(), SEG));
     closes(&s, 0..12);
     s.ack(3).unwrap();
     drop(s);
-    let segs = segments(&src.0);
+    let segs = segments(src.path());
     assert!(segs.len() >= 3, "{segs:?}");
     let frame = |i: u64| 41 + record(i).encode().len();
     assert!(
@@ -278,60 +263,60 @@ fn bit_flips_lose_only_their_frame_and_never_the_acknowledged_state() {
     // Records 0..=2 (seqs 1..=3) were in the first segment, deleted by the ack; the next
     // segment starts with seq 4 (record 3). Its middle frame is record 4.
     assert_eq!(first_seq(&segs[0]), 4, "{segs:?}");
-    flip_each(&src.0, &segs[0], 4, 48 + frame(3), frame(4), false);
+    flip_each(src.path(), &segs[0], 4, 48 + frame(3), frame(4), false);
     // The last segment: its middle frame, then its last frame (a torn tail). Seq q is
     // record q − 1.
     let seg = segs.last().unwrap();
     let first = first_seq(seg);
     assert_eq!((first..=12).count(), 3, "the last segment holds 3 frames");
     let at = |seq: u64| 48 + (first..seq).map(|q| frame(q - 1)).sum::<usize>();
-    flip_each(&src.0, seg, first, at(first + 1), frame(first), false);
-    flip_each(&src.0, seg, 11, at(12), frame(11), true);
+    flip_each(src.path(), seg, first, at(first + 1), frame(first), false);
+    flip_each(src.path(), seg, 11, at(12), frame(11), true);
 }
 
 #[test]
 fn segments_are_deleted_only_once_every_close_in_them_is_acknowledged() {
-    let dir = TempDir::new("delete");
-    let (s, _) = open_spool(cfg(&dir.0, SEG));
+    let dir = temp_dir("spoolrec-delete");
+    let (s, _) = open_spool(cfg(dir.path(), SEG));
     closes(&s, 0..12);
-    let before = segments(&dir.0);
+    let before = segments(dir.path());
     assert!(before.len() >= 4);
     // Seq 5 is in the second segment, which also holds seq 6: it must stay.
     s.ack(5).unwrap();
-    let after = segments(&dir.0);
+    let after = segments(dir.path());
     assert_eq!(after[..], before[1..], "only the first segment went");
     assert_eq!(
         records_after(&s, 5),
         (5..12).map(record).collect::<Vec<_>>()
     );
-    let (entries, cursor) = Spool::read_all(&dir.0).unwrap();
+    let (entries, cursor) = Spool::read_all(dir.path()).unwrap();
     assert_eq!(cursor, 5);
     assert_eq!(entries.first().unwrap().seq, 4);
     s.ack(12).unwrap();
     assert_eq!(
-        segments(&dir.0).len(),
+        segments(dir.path()).len(),
         1,
         "everything acknowledged: only the active segment"
     );
     assert_eq!(s.stats().unacked, 0);
     drop(s);
-    let (s, rec) = open_spool(cfg(&dir.0, SEG));
+    let (s, rec) = open_spool(cfg(dir.path(), SEG));
     assert_eq!((s.cursor(), rec.unacked), (12, 0));
     assert_eq!(close(&s, 99), 13);
 }
 
 #[test]
 fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
-    let dir = TempDir::new("rejournal");
-    let (s, _) = open_spool(cfg(&dir.0, 2000));
+    let dir = temp_dir("spoolrec-rejournal");
+    let (s, _) = open_spool(cfg(dir.path(), 2000));
     open(&s, 500);
     closes(&s, 0..8);
-    let first_segment = segments(&dir.0)[0].clone();
+    let first_segment = segments(dir.path())[0].clone();
     s.ack(s.stats().last_seq).unwrap();
     assert!(!first_segment.exists(), "deleted once acknowledged");
     assert_eq!(s.stats().open_calls, 1);
     drop(s);
-    let (s, rec) = open_spool(cfg(&dir.0, 2000));
+    let (s, rec) = open_spool(cfg(dir.path(), 2000));
     assert_eq!(rec.open.len(), 1);
     assert_eq!(
         OpenCall::decode(&rec.open[0].payload).unwrap(),
@@ -342,18 +327,18 @@ fn live_calls_survive_segment_deletion_and_a_later_close_ends_them() {
     s.append(&[(Kind::Close, key_of(&r.id), &r.encode())])
         .unwrap();
     drop(s);
-    let (s, rec) = open_spool(cfg(&dir.0, 2000));
+    let (s, rec) = open_spool(cfg(dir.path(), 2000));
     assert!(rec.open.is_empty(), "{:?}", rec.open);
     assert_eq!(records_after(&s, s.cursor()), vec![record(500)]);
 }
 
 #[test]
 fn read_all_sees_a_live_spool_and_repairs_nothing() {
-    let dir = TempDir::new("readall");
-    let (s, _) = open_spool(cfg(&dir.0, 1500));
+    let dir = temp_dir("spoolrec-readall");
+    let (s, _) = open_spool(cfg(dir.path(), 1500));
     open(&s, 1);
     closes(&s, 0..6);
-    let (entries, cursor) = Spool::read_all(&dir.0).unwrap();
+    let (entries, cursor) = Spool::read_all(dir.path()).unwrap();
     assert_eq!(cursor, 0);
     assert_eq!(
         entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -362,27 +347,27 @@ fn read_all_sees_a_live_spool_and_repairs_nothing() {
     assert_eq!(entries[0].kind, Kind::Open);
     assert!(entries[1..].iter().all(|e| e.kind == Kind::Close));
     // Half a frame at the end (a write in flight, say): skipped, left alone.
-    let seg = segments(&dir.0).pop().unwrap();
+    let seg = segments(dir.path()).pop().unwrap();
     let len = fs::metadata(&seg).unwrap().len();
     let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, &[0x55; 30]).unwrap();
-    let (entries, _) = Spool::read_all(&dir.0).unwrap();
+    let (entries, _) = Spool::read_all(dir.path()).unwrap();
     assert_eq!(entries.len(), 7);
     assert_eq!(fs::metadata(&seg).unwrap().len(), len + 30);
 }
 
 #[test]
 fn a_damaged_cursor_file_falls_back_to_what_the_segments_prove() {
-    let dir = TempDir::new("cursor");
-    let (s, _) = open_spool(cfg(&dir.0, SEG));
+    let dir = temp_dir("spoolrec-cursor");
+    let (s, _) = open_spool(cfg(dir.path(), SEG));
     closes(&s, 0..12);
     s.ack(7).unwrap();
     drop(s);
-    let oldest = first_seq(&segments(&dir.0)[0]);
-    let mut b = fs::read(dir.0.join("cursor")).unwrap();
+    let oldest = first_seq(&segments(dir.path())[0]);
+    let mut b = fs::read(dir.join("cursor")).unwrap();
     b[17] ^= 0x40;
-    fs::write(dir.0.join("cursor"), &b).unwrap();
-    let (s, _) = open_spool(cfg(&dir.0, SEG));
+    fs::write(dir.join("cursor"), &b).unwrap();
+    let (s, _) = open_spool(cfg(dir.path(), SEG));
     assert_eq!(
         s.cursor(),
         oldest - 1,
@@ -409,14 +394,14 @@ fn child_appends_and_waits_to_be_killed() {
 #[test]
 fn kill_9_loses_nothing_that_was_appended() {
     use std::io::BufRead;
-    let dir = TempDir::new("kill");
+    let dir = temp_dir("spoolrec-kill");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "child_appends_and_waits_to_be_killed",
             "--nocapture",
         ])
-        .env("OCEDGE_SPOOL_CHILD_DIR", &dir.0)
+        .env("OCEDGE_SPOOL_CHILD_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -429,7 +414,7 @@ fn kill_9_loses_nothing_that_was_appended() {
     assert_eq!(line, "appended 51");
     child.kill().unwrap(); // SIGKILL: no destructor, no final sync
     child.wait().unwrap();
-    let (s, rec) = open_spool(cfg(&dir.0, SEG));
+    let (s, rec) = open_spool(cfg(dir.path(), SEG));
     assert_eq!((rec.unacked, rec.torn_bytes, rec.corrupt), (50, 0, 0));
     assert_eq!(
         records_after(&s, 0),

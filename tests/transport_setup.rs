@@ -3,20 +3,18 @@
 //! never overwritten when only some are missing. The generated set then carries a mutual TLS
 //! exchange between two gateways.
 
+// The temporary directories of the tests (`src/testdir.rs`).
+#[path = "../src/testdir.rs"]
+mod testdir;
 mod transport_util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use ocedge::config::{Config, Side, Transport};
 use ocedge::transport::{Target, TransportError, TransportSetup};
+use testdir::temp_dir;
 use transport_util::{sip, Running};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ocedge-transport-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn config(dir: &Path) -> Config {
     let text = format!(
@@ -60,7 +58,7 @@ transport = "udp"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_config_generates_dev_certificates_once_and_they_authenticate() {
-    let dir = temp_dir("setup");
+    let dir = temp_dir("transport-setup");
     let cfg = config(&dir);
     let setup = TransportSetup::from_config(&cfg).unwrap();
     let listeners: Vec<_> = setup
@@ -113,5 +111,4 @@ async fn from_config_generates_dev_certificates_once_and_they_authenticate() {
     assert!(matches!(err, TransportError::Tls(_)), "{err}");
     assert!(err.to_string().contains("ca.crt"), "{err}");
     assert_eq!(std::fs::read(dir.join("ocedge.crt")).unwrap(), cert);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

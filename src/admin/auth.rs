@@ -147,8 +147,7 @@ mod tests {
 
     #[test]
     fn loads_from_file_or_env_and_refuses_short_tokens() {
-        let dir = std::env::temp_dir().join(format!("ocedge-admin-auth-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testdir::temp_dir("admin-auth");
         let file = dir.join("token");
         std::fs::write(&file, "a-long-enough-admin-token\r\n").unwrap();
         let mut cfg = Admin {
@@ -171,6 +170,5 @@ mod tests {
         let t = Token::load(&cfg).unwrap().unwrap();
         assert!(t.matches(b"env-token-of-enough-length"));
         assert!(Token::load(&Admin::default()).unwrap().is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

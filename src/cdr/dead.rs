@@ -150,8 +150,7 @@ mod tests {
 
     #[test]
     fn dead_letters_are_appended_and_read_back() {
-        let dir = std::env::temp_dir().join(format!("ocedge-dead-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testdir::temp_dir("dead");
         let path = dir.join("sub/dead-letter.jsonl");
         let d = DeadLetters::new(&path);
         assert!(DeadLetters::read(&path).unwrap().is_empty());
@@ -171,13 +170,11 @@ mod tests {
         assert_eq!(first.reason, "durationMs differs");
         assert_eq!(lines[1].as_ref().unwrap().raw.as_deref(), Some("{not json"));
         assert!(lines[2].as_ref().unwrap_err().starts_with("line 3"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_torn_last_line_is_cut_off_before_the_next_is_written() {
-        let dir = std::env::temp_dir().join(format!("ocedge-dead-torn-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testdir::temp_dir("dead-torn");
         let path = dir.join("dead-letter.jsonl");
         let rec = crate::cdr::record::tests::sample().to_duration();
         DeadLetters::new(&path).append(&rec, "first").unwrap();
@@ -202,6 +199,5 @@ mod tests {
         std::fs::write(&path, b"{\"at\"").unwrap();
         DeadLetters::new(&path).append(&rec, "only").unwrap();
         assert_eq!(DeadLetters::read(&path).unwrap().len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

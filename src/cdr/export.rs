@@ -396,6 +396,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testdir::{temp_dir, TempDir};
 
     #[test]
     fn rows_render_as_json_and_csv() {
@@ -418,17 +419,14 @@ mod tests {
 
     /// A spool under a fresh directory, with `export/` beside it.
     struct Bench {
-        root: PathBuf,
         spool: Arc<Spool>,
+        /// Declared last: removed after the spool is closed.
+        root: TempDir,
     }
 
     impl Bench {
         fn new(name: &str) -> Bench {
-            let root = std::env::temp_dir().join(format!(
-                "ocedge-export-{name}-{}-{}",
-                std::process::id(),
-                now_ns()
-            ));
+            let root = temp_dir(&format!("export-{name}"));
             let cfg = crate::cdr::spool::SpoolConfig {
                 dir: root.join("spool"),
                 segment_bytes: 1 << 20,
@@ -437,7 +435,7 @@ mod tests {
                 alarm_ratio: 0.8,
             };
             let (spool, _) = Spool::open(cfg).unwrap();
-            Bench { root, spool }
+            Bench { spool, root }
         }
 
         /// Appends finished records `n` (ids and Call-IDs from it), ending at `end_ms + n`.
@@ -486,18 +484,6 @@ mod tests {
             out.sort();
             out
         }
-    }
-
-    impl Drop for Bench {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.root);
-        }
-    }
-
-    fn now_ns() -> u128 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
     }
 
     const HOUR: u64 = 3_600_000;

@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn discrepancy_flags_and_file_combine() {
-        let file = std::env::temp_dir().join(format!("ocedge-disc-{}.json", std::process::id()));
+        let dir = crate::testdir::temp_dir("disc");
+        let file = dir.join("discrepancies.json");
         let body = r#"{"dropCallIds": ["a@x"], "extraRate": 0.5, "seed": 1}"#;
         std::fs::write(&file, body).unwrap();
         let c = config(&[

@@ -206,8 +206,7 @@ mod tests {
 
     #[test]
     fn file_secret_loses_one_trailing_newline() {
-        let dir = std::env::temp_dir().join(format!("ocedge-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = crate::testdir::temp_dir("secret");
         let path = dir.join("secret");
         let mut f = std::fs::File::create(&path).expect("create");
         f.write_all(b"s3cret \r\n").expect("write");
@@ -219,7 +218,6 @@ mod tests {
         api.client_secret_file = Some(dir.join("missing"));
         let err = load_secret(&api).expect_err("missing file");
         assert!(err.to_string().contains("missing"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -255,7 +255,8 @@ fn append_lines(path: &Path, buf: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::tests::{ms_record, temp_dir};
+    use crate::reconcile::tests::ms_record;
+    use crate::testdir::temp_dir;
 
     #[test]
     fn names_map_to_hours_and_back() {
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn appends_read_back_once_and_survive_a_torn_tail() {
-        let dir = temp_dir("store");
+        let dir = temp_dir("reconcile-store");
         let store = MsStore::open(&dir).unwrap();
         let a = ms_record("a", "2024-05-01T10:00:05Z", 5000);
         let b = ms_record("b", "2024-05-01T11:00:00Z", 7000);
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn cursors_persist_and_refuse_garbage() {
-        let dir = temp_dir("cursor");
+        let dir = temp_dir("reconcile-cursor");
         let store = MsStore::open(&dir).unwrap();
         assert_eq!(store.cursor().unwrap(), None);
         store.save_cursor(1_714_557_600_000).unwrap();

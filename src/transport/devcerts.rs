@@ -191,15 +191,9 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), DevCertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testdir::temp_dir;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ocedge-devcerts-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
 
     fn leaf_valid_for(leaf_pem: &str, name: &str) -> bool {
         let der = CertificateDer::from_pem_slice(leaf_pem.as_bytes()).unwrap();
@@ -210,7 +204,7 @@ mod tests {
 
     #[test]
     fn generate_writes_the_set_with_a_private_key_file() {
-        let dir = temp_dir("gen");
+        let dir = temp_dir("devcerts-gen");
         let set = generate(&dir, "sbc.example.net").unwrap();
         for f in ["ca.crt", "ocedge.crt", "ocedge.key"] {
             assert!(dir.join(f).is_file(), "{f}");
@@ -237,7 +231,6 @@ mod tests {
             generate(&dir, "sbc.example.net"),
             Err(DevCertError::Exists { .. })
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (the emulator, the spool, the export files, the `ocedge cdr` command).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ocedge::cdr::spool::{Kind, Spool};
@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use crate::support::emulator::EmulatorCtl;
 use crate::support::msg::{param, sdp, tag};
-use crate::support::{callee_uri, dest, ms, Gateway, Incoming, Leg, MsgExt, NumbersSpec, Spec, Ua};
+use crate::support::{
+    callee_uri, dest, ms, Gateway, Incoming, Leg, MsgExt, NumbersSpec, Spec, TempDir, Ua,
+};
 
 /// The tenant of both Teams users.
 pub const TENANT: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
@@ -137,14 +139,15 @@ pub struct Bed {
     pub spec: Spec,
     /// Its emulator's control API.
     pub ctl: EmulatorCtl,
-    /// The test's directory (seed, snapshot, export files).
-    pub dir: PathBuf,
+    /// The test's directory (seed, snapshot, export files). After `gw`: the gateway stops
+    /// (or, when a test fails, is cancelled) before the directory goes.
+    pub dir: TempDir,
 }
 
 impl Bed {
     /// Starts a gateway whose numbers live in `dir`, with quick uploads and `cdr_extra`
     /// lines in `[cdr]`.
-    pub async fn start(dir: PathBuf, cdr_extra: &str) -> Bed {
+    pub async fn start(dir: TempDir, cdr_extra: &str) -> Bed {
         let sbc = Ua::udp("127.0.0.1").await;
         let msp = Ua::udp("127.0.0.1").await;
         let seed = [(ALICE, TENANT, ALICE_URI), (CAROL, TENANT, CAROL_URI)];
@@ -199,11 +202,9 @@ impl Bed {
         }
     }
 
-    /// Stops the gateway and removes the test's directories.
+    /// Stops the gateway; the test's directories go with the bed.
     pub async fn stop(self) {
         self.gw.stop().await;
-        let _ = std::fs::remove_dir_all(&self.spec.spool_dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// The Microsoft-side and carrier-side listeners.

@@ -122,18 +122,6 @@ pub fn server_config(ca_pem: &str, leaf: &Leaf) -> Arc<ServerConfig> {
     Arc::new(cfg)
 }
 
-/// A fresh empty directory under the system temp dir, removed by [`remove_dir`].
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ocedge-it-{tag}-{}-{}",
-        std::process::id(),
-        super::msg::unique()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 /// Writes the gateway's TLS files (`ocedge.crt`, `ocedge.key`, `ca.crt`) into `dir`.
 pub fn write_gateway_files(dir: &Path, ca_pem: &str, leaf: &Leaf) -> [PathBuf; 3] {
     let files = [

@@ -4,11 +4,14 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ocedge::app::Running;
 use ocedge::config::Config;
 use ocedge::numbers::NumberTable;
+
+use super::testdir::{temp_dir, TempDir};
 
 /// A destination (Microsoft target or SBC).
 #[derive(Debug, Clone)]
@@ -72,8 +75,9 @@ pub struct Spec {
     pub tls: Option<[PathBuf; 3]>,
     /// `[api]`, `[numbers]` and `[emulator]`; `None`: no number policy (every call allowed).
     pub numbers: Option<NumbersSpec>,
-    /// `[cdr] spool_dir`: a fresh directory per spec.
-    pub spool_dir: PathBuf,
+    /// `[cdr] spool_dir`: a fresh directory per spec, shared by its clones and by the
+    /// gateways started from it, removed when the last of them is dropped.
+    pub spool_dir: Arc<TempDir>,
     /// Extra `[cdr]` lines (e.g. `max_call_duration = "5s"`).
     pub cdr_extra: String,
 }
@@ -200,7 +204,7 @@ impl Spec {
             carrier_probe: probe,
             tls: None,
             numbers: None,
-            spool_dir: super::certs::temp_dir("spool"),
+            spool_dir: Arc::new(temp_dir("spool")),
             cdr_extra: String::new(),
         }
     }
@@ -320,6 +324,7 @@ impl Spec {
         Gateway {
             running: Some(running),
             cfg,
+            _spool_dir: self.spool_dir.clone(),
         }
     }
 }
@@ -335,6 +340,8 @@ pub struct Gateway {
     running: Option<Running>,
     /// The configuration it runs.
     pub cfg: Config,
+    /// Its spool directory, kept while it runs (tests often drop the [`Spec`] at start).
+    _spool_dir: Arc<TempDir>,
 }
 
 impl Gateway {

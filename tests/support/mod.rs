@@ -4,13 +4,16 @@
 //! `ocedge::app::start` on port 0.
 //!
 //! Every receive is bounded (see [`ua::WAIT`]) and every test body runs under [`bounded`],
-//! so a broken gateway fails a test instead of hanging it.
+//! so a broken gateway fails a test instead of hanging it. Every file a test writes goes
+//! in a [`TempDir`] (`src/testdir.rs`, shared with the unit tests), removed on drop.
 #![allow(dead_code)]
 
 pub mod certs;
 pub mod emulator;
 pub mod gateway;
 pub mod msg;
+#[path = "../../src/testdir.rs"]
+pub mod testdir;
 pub mod ua;
 
 use std::future::Future;
@@ -20,6 +23,8 @@ use std::time::Duration;
 pub use gateway::{dest, Gateway, NumbersSpec, Spec};
 #[allow(unused_imports)]
 pub use msg::{Leg, MsgExt, Request};
+#[allow(unused_imports)]
+pub use testdir::{temp_dir, TempDir};
 #[allow(unused_imports)]
 pub use ua::{Incoming, StreamServer, Ua, WAIT};
 

@@ -2,41 +2,20 @@
 //! key state machine, and behaviour that needs the internals (read positions, cleaning
 //! thresholds, tombstones). End-to-end recovery is in `tests/spool_recovery.rs`.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cursor::{self, Loaded};
 use super::format::{put_frame, FrameKind, HeaderError, Scan, Scanner, SegHeader, FRAME_MIN};
 use super::*;
+use crate::testdir::{temp_dir, TempDir};
 
 mod behaviour;
 mod repair;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("ocedge-spool-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn cfg(dir: &TempDir, segment_bytes: u64) -> SpoolConfig {
     SpoolConfig {
-        dir: dir.0.clone(),
+        dir: dir.to_path_buf(),
         segment_bytes,
         fsync_interval: Duration::from_millis(5),
         max_bytes: 1 << 30,

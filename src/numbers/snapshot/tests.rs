@@ -8,6 +8,7 @@ use super::*;
 use crate::numbers::shards::MAX_KEY;
 use crate::numbers::{NumberTable, Source};
 use crate::sip::number::E164;
+use crate::testdir::temp_dir;
 
 const T1: &str = "bdd640fb-0667-4ad1-9c80-317fa3b1799d";
 const T2: &str = "6b65a6a4-8b81-48f6-b38a-088ca65ed389";
@@ -194,15 +195,9 @@ fn extra_bytes_and_lying_records_are_refused() {
     assert!(e.contains("URI form"), "{e}");
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ocedge-snap-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    d
-}
-
 #[test]
 fn files_are_written_atomically_and_read_back() {
-    let dir = temp_dir("rw");
+    let dir = temp_dir("snap-rw");
     let path = dir.join("sub").join("numbers.snapshot");
     assert!(read(&path).unwrap().is_none(), "no file: no snapshot");
     let t = sample();
@@ -223,13 +218,11 @@ fn files_are_written_atomically_and_read_back() {
     let t2 = NumberTable::new();
     t2.install(back.batch, Source::Snapshot);
     same_content(&small, &t2);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn write_failures_say_where() {
-    let dir = temp_dir("fail");
-    fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("snap-fail");
     let blocker = dir.join("file");
     fs::write(&blocker, b"x").unwrap();
     let path = blocker.join("numbers.snapshot");
@@ -245,14 +238,11 @@ fn write_failures_say_where() {
     );
     assert!(e.is_err());
     assert!(!dir.join(".s.tmp").exists(), "temp file removed on failure");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn unreadable_files_are_io_errors() {
-    let dir = temp_dir("dir");
-    fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("snap-dir");
     let e = read(&dir).unwrap_err();
     assert!(matches!(e, SnapshotError::Io { .. }), "{e}");
-    fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,17 +6,8 @@ mod matcher;
 mod pull;
 mod service;
 
-use std::path::PathBuf;
-
 use crate::cdr::{CallRecord, Direction, Disposition, EndReason, SideName};
 use crate::msapi;
-
-/// A fresh, empty directory for one test.
-pub(crate) fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ocedge-reconcile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 /// 2024-05-01T10:00:00Z in UTC ms.
 pub(crate) const T0: u64 = 1_714_557_600_000;

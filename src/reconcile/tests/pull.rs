@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{answered, temp_dir, Emu, VirtualClock, T0};
+use super::{answered, Emu, VirtualClock, T0};
 use crate::msapi::{ApiError, BoxFuture, CallRecordsApi, CallRecordsPage};
 use crate::reconcile::store::MsStore;
 use crate::reconcile::{PullConfig, Puller, ReconcileError, ReconcileStats, Step};
+use crate::testdir::temp_dir;
 
 const MIN: u64 = 60_000;
 
@@ -77,7 +78,7 @@ async fn every_record_once_across_pages_windows_restarts_and_late_arrivals() {
             .map(|i| answered(&format!("c{i}"), i * 540, MIN, "+14255510000"))
             .collect();
         emu.upload(&calls).await;
-        let dir = temp_dir("pull-restart");
+        let dir = temp_dir("reconcile-pull-restart");
         let clock = VirtualClock::at(T0 + 185 * MIN);
         let stats = Arc::new(ReconcileStats::default());
         let cancel = CancellationToken::new();
@@ -180,7 +181,7 @@ async fn an_outage_midway_moves_nothing_and_a_restart_resumes_without_duplicates
             .map(|i| answered(&format!("o{i}"), i * 120, 30_000, "+14255510000"))
             .collect();
         emu.upload(&calls).await;
-        let dir = temp_dir("pull-outage");
+        let dir = temp_dir("reconcile-pull-outage");
         let clock = VirtualClock::at(T0 + 40 * MIN);
         let stats = Arc::new(ReconcileStats::default());
         let cancel = CancellationToken::new();
@@ -252,7 +253,7 @@ async fn explicit_extra_records_are_pulled_like_any_other() {
             .await
             .expect("control");
         assert_eq!(bad.status(), 400, "refused, and the settings in force are kept");
-        let dir = temp_dir("pull-extra");
+        let dir = temp_dir("reconcile-pull-extra");
         let clock = VirtualClock::at(T0 + 30 * MIN);
         let stats = Arc::new(ReconcileStats::default());
         let mut p = open(&dir, 40, emu.api.clone(), &clock, &stats);
@@ -291,7 +292,7 @@ async fn records_with_bad_times_or_outside_the_window_are_refused_and_counted() 
     bad.start_date_time = "yesterday".into();
     let outside = ms_record("outside", "2024-05-02T10:00:00Z", 1000);
     let api = Arc::new(Fixed(vec![good.clone(), bad, outside, good]));
-    let dir = temp_dir("pull-bad");
+    let dir = temp_dir("reconcile-pull-bad");
     let clock = VirtualClock::at(T0 + 30 * MIN);
     let stats = Arc::new(ReconcileStats::default());
     let mut p = open(&dir, 40, api, &clock, &stats);

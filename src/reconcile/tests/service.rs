@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{answered, failed, temp_dir, Emu, VirtualClock, T0};
+use super::{answered, failed, Emu, VirtualClock, T0};
 use crate::cdr::spool::{key_of, Kind, Spool, SpoolConfig};
 use crate::cdr::CallRecord;
 use crate::reconcile::{OurSource, Params, PullConfig, Reconciler, ServiceConfig, Step};
+use crate::testdir::temp_dir;
 
 const MIN: u64 = 60_000;
 const B: &str = "+14255510000";
@@ -80,7 +81,7 @@ async fn a_settled_window_is_reported_once_with_exactly_the_injected_discrepanci
                                  "endDateTime": "2024-05-01T10:31:00Z"}]}),
     )
     .await;
-    let dir = temp_dir("service");
+    let dir = temp_dir("reconcile-service");
     spool(&dir.join("spool"), &calls, false, 1 << 20);
     let clock = VirtualClock::at(T0 + 72 * MIN);
     let mut r = Reconciler::new(
@@ -185,7 +186,7 @@ async fn a_window_our_spool_no_longer_covers_is_marked_incomplete() {
         .map(|i| answered(&format!("d{i}"), 60 + i * 50, 10_000, B))
         .collect();
     emu.upload(&calls).await;
-    let dir = temp_dir("service-gone");
+    let dir = temp_dir("reconcile-service-gone");
     // Small segments, all acknowledged: the oldest are deleted.
     spool(&dir.join("spool"), &calls, true, 4096);
     let (entries, _) = Spool::read_all(&dir.join("spool")).expect("read");
@@ -259,7 +260,7 @@ async fn rate_based_discrepancies_are_repeatable_for_a_seed() {
 #[tokio::test]
 async fn a_report_cursor_behind_the_store_skips_ahead() {
     let emu = Emu::start(10).await;
-    let dir = temp_dir("service-skip");
+    let dir = temp_dir("reconcile-service-skip");
     let reports = dir.join("reconcile/reports");
     std::fs::create_dir_all(&reports).expect("dir");
     crate::reconcile::store::save_cursor(&reports.join("cursor.json"), T0 - 48 * 60 * MIN)

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use super::super::engine::lock;
 use super::super::*;
-use super::{cfg, closes, key, wait_durable, TempDir};
+use super::{cfg, closes, key, temp_dir, wait_durable};
 
 #[test]
 fn oversized_payloads_and_empty_batches_write_nothing() {
-    let dir = TempDir::new("large");
+    let dir = temp_dir("spool-large");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     let big = vec![0u8; MAX_PAYLOAD + 1];
     let batch = [
@@ -26,7 +26,7 @@ fn oversized_payloads_and_empty_batches_write_nothing() {
 
 #[test]
 fn reads_resume_where_they_stopped_and_match_a_full_read() {
-    let dir = TempDir::new("resume");
+    let dir = temp_dir("spool-resume");
     let (s, _) = Spool::open(cfg(&dir, 1024)).unwrap();
     closes(&s, 0, 30);
     s.append(&[(Kind::Open, key(900), b"open")]).unwrap();
@@ -69,7 +69,7 @@ fn reads_resume_where_they_stopped_and_match_a_full_read() {
 
 #[test]
 fn a_segment_mostly_of_live_calls_is_kept_and_not_copied_over_and_over() {
-    let dir = TempDir::new("churn");
+    let dir = temp_dir("spool-churn");
     let (s, _) = Spool::open(cfg(&dir, 2048)).unwrap();
     let payload = [b'o'; 200];
     for i in 0..40 {
@@ -93,7 +93,7 @@ fn a_segment_mostly_of_live_calls_is_kept_and_not_copied_over_and_over() {
 
 #[test]
 fn tombstones_keep_a_dead_open_from_coming_back() {
-    let dir = TempDir::new("tomb");
+    let dir = temp_dir("spool-tomb");
     let (s, _) = Spool::open(cfg(&dir, 2048)).unwrap();
     let big = [b'L'; 300];
     // Segment A: the Open of K and enough live calls to keep A (over half of it live).
@@ -127,7 +127,7 @@ fn tombstones_keep_a_dead_open_from_coming_back() {
 
 #[test]
 fn group_commit_makes_appends_durable_and_stop_syncs() {
-    let dir = TempDir::new("commit");
+    let dir = temp_dir("spool-commit");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     let gc = s.spawn_group_commit();
     closes(&s, 0, 10);
@@ -141,7 +141,7 @@ fn group_commit_makes_appends_durable_and_stop_syncs() {
 #[test]
 fn an_idle_group_commit_sleeps_until_the_next_append() {
     use std::sync::atomic::Ordering::Relaxed;
-    let dir = TempDir::new("idle");
+    let dir = temp_dir("spool-idle");
     let mut c = cfg(&dir, 1 << 20);
     c.fsync_interval = Duration::from_millis(1);
     let (s, _) = Spool::open(c).unwrap();
@@ -171,10 +171,10 @@ fn payload(i: u64) -> Vec<u8> {
 
 #[test]
 fn a_second_open_of_the_same_directory_is_locked() {
-    let dir = TempDir::new("lock");
+    let dir = temp_dir("spool-lock");
     let (s, _) = Spool::open(cfg(&dir, 4096)).unwrap();
     let second = Spool::open(cfg(&dir, 4096));
-    assert!(matches!(second, Err(SpoolError::Locked(p)) if p == dir.0));
+    assert!(matches!(second, Err(SpoolError::Locked(p)) if p == dir.path()));
     drop(s);
     assert!(
         Spool::open(cfg(&dir, 4096)).is_ok(),
@@ -184,7 +184,7 @@ fn a_second_open_of_the_same_directory_is_locked() {
 
 #[test]
 fn concurrent_appends_get_unique_consecutive_seqs() {
-    let dir = TempDir::new("threads");
+    let dir = temp_dir("spool-threads");
     let (s, _) = Spool::open(cfg(&dir, 64 << 10)).unwrap();
     let gc = s.spawn_group_commit();
     let threads: Vec<_> = (0..4u64)
@@ -226,7 +226,7 @@ fn concurrent_appends_get_unique_consecutive_seqs() {
 
 #[test]
 fn at_the_disk_cap_opens_are_refused_and_closes_still_written() {
-    let dir = TempDir::new("cap");
+    let dir = temp_dir("spool-cap");
     let mut c = cfg(&dir, 2000);
     c.max_bytes = 5000;
     c.alarm_ratio = 0.5;

@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 
 use super::super::engine::lock;
 use super::super::*;
-use super::{cfg, close_payload, closes, key, wait_durable, TempDir};
+use super::{cfg, close_payload, closes, key, temp_dir, wait_durable, TempDir};
 
 /// Segment files and their lengths on disk.
 fn segment_lengths(dir: &TempDir) -> Vec<(PathBuf, u64)> {
-    let mut v: Vec<_> = fs::read_dir(&dir.0)
+    let mut v: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
@@ -57,7 +57,7 @@ fn assert_all_closes(entries: &[Entry], n: u64) {
 
 #[test]
 fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
-    let dir = TempDir::new("repair");
+    let dir = temp_dir("spool-repair");
     // Small segments: the unsynced window spans rotations (whole new segments, and the
     // tail of one that was partly synced).
     let (s, _) = Spool::open(cfg(&dir, 1024)).unwrap();
@@ -96,9 +96,9 @@ fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
     assert_eq!((rec.corrupt, rec.torn_bytes), (0, 0), "{rec:?}");
     assert_eq!(rec.open.len(), 1, "the call journaled as up survives");
     assert_eq!(rec.open[0].payload, b"up");
-    let (all, _) = Spool::read_all(&dir.0).unwrap();
+    let (all, _) = Spool::read_all(dir.path()).unwrap();
     assert_all_closes(&all, 45);
-    let names: Vec<_> = fs::read_dir(&dir.0)
+    let names: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -110,7 +110,7 @@ fn a_failed_fsync_writes_everything_it_covered_again_and_loses_nothing() {
 
 #[test]
 fn a_repair_that_fails_too_is_retried_and_nothing_counts_as_durable_meanwhile() {
-    let dir = TempDir::new("repair-retry");
+    let dir = temp_dir("spool-repair-retry");
     let (s, _) = Spool::open(cfg(&dir, 1024)).unwrap();
     closes(&s, 0, 5);
     s.sync().unwrap();
@@ -138,13 +138,13 @@ fn a_repair_that_fails_too_is_retried_and_nothing_counts_as_durable_meanwhile() 
     drop(s);
     let (_, rec) = Spool::open(cfg(&dir, 1024)).unwrap();
     assert_eq!((rec.corrupt, rec.torn_bytes), (0, 0), "{rec:?}");
-    let (all, _) = Spool::read_all(&dir.0).unwrap();
+    let (all, _) = Spool::read_all(dir.path()).unwrap();
     assert_all_closes(&all, 30);
 }
 
 #[test]
 fn group_commit_repairs_on_its_own() {
-    let dir = TempDir::new("repair-commit");
+    let dir = temp_dir("spool-repair-commit");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     let commit = s.spawn_group_commit();
     closes(&s, 0, 3);
@@ -155,17 +155,17 @@ fn group_commit_repairs_on_its_own() {
     assert_eq!(s.stats().fsync_failures, 1);
     commit.stop().unwrap();
     drop(s);
-    let (all, _) = Spool::read_all(&dir.0).unwrap();
+    let (all, _) = Spool::read_all(dir.path()).unwrap();
     assert_all_closes(&all, 6);
 }
 
 #[test]
 fn an_unfinished_repair_copy_is_removed_at_open() {
-    let dir = TempDir::new("repair-stale");
+    let dir = temp_dir("spool-repair-stale");
     let (s, _) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     closes(&s, 0, 4);
     drop(s);
-    let stale = dir.0.join("seg-00000000000000000001.log.repair");
+    let stale = dir.join("seg-00000000000000000001.log.repair");
     fs::write(&stale, b"half a copy").unwrap();
     let (s, rec) = Spool::open(cfg(&dir, 1 << 20)).unwrap();
     assert!(!stale.exists());
@@ -175,7 +175,7 @@ fn an_unfinished_repair_copy_is_removed_at_open() {
 
 #[test]
 fn while_fsyncs_fail_the_bytes_held_are_bounded_by_refusing_new_calls() {
-    let dir = TempDir::new("repair-bound");
+    let dir = temp_dir("spool-repair-bound");
     let max = 256 << 10;
     let (s, _) = Spool::open(SpoolConfig {
         max_bytes: max,
@@ -219,5 +219,5 @@ fn while_fsyncs_fail_the_bytes_held_are_bounded_by_refusing_new_calls() {
         "every call journaled, the closed one not"
     );
     assert_eq!(rec.unacked, 1);
-    assert_eq!(Spool::read_all(&dir.0).unwrap().0.len() as u64, last);
+    assert_eq!(Spool::read_all(dir.path()).unwrap().0.len() as u64, last);
 }
