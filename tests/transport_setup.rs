@@ -58,7 +58,9 @@ transport = "udp"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_config_generates_dev_certificates_once_and_they_authenticate() {
-    let dir = temp_dir("transport-setup");
+    let root = temp_dir("transport-setup");
+    // The certificate directory does not exist yet: generation creates it.
+    let dir = root.join("certs");
     let cfg = config(&dir);
     let setup = TransportSetup::from_config(&cfg).unwrap();
     let listeners: Vec<_> = setup

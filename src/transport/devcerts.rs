@@ -204,7 +204,9 @@ mod tests {
 
     #[test]
     fn generate_writes_the_set_with_a_private_key_file() {
-        let dir = temp_dir("devcerts-gen");
+        let root = temp_dir("devcerts-gen");
+        // A directory that does not exist yet: `ocedge certs dev` creates it.
+        let dir = root.join("certs");
         let set = generate(&dir, "sbc.example.net").unwrap();
         for f in ["ca.crt", "ocedge.crt", "ocedge.key"] {
             assert!(dir.join(f).is_file(), "{f}");
