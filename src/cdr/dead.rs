@@ -3,7 +3,13 @@
 //! `"record"` for a spool payload that could not be decoded). Every line is fsynced before
 //! the record is acknowledged in the spool, so a refused record is never simply gone.
 //! `ocedge cdr dead-letters` lists them; fix the cause and re-send them by hand.
+//!
+//! One line per record: a crash between a line's fsync and the spool's acknowledgement
+//! sends the record again after the restart, and when it is refused again the file already
+//! holds it. The ids (and undecodable payloads) already in the file are read when it is
+//! first opened, and a record whose id is among them is not written twice.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,11 +36,30 @@ pub struct DeadLetter {
     pub raw: Option<String>,
 }
 
+impl DeadLetter {
+    /// What makes two lines the same dead letter: the record's id, or the undecodable
+    /// payload itself.
+    fn key(&self) -> Option<String> {
+        match (&self.record, &self.raw) {
+            (Some(r), _) => Some(format!("id:{}", r.id)),
+            (None, Some(raw)) => Some(format!("raw:{raw}")),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The dead-letter file, shared by clones.
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
     path: PathBuf,
-    file: Arc<Mutex<Option<File>>>,
+    file: Arc<Mutex<Option<Open>>>,
+}
+
+/// The open file and the keys ([`DeadLetter::key`]) of the lines in it.
+#[derive(Debug)]
+struct Open {
+    file: File,
+    written: HashSet<String>,
 }
 
 impl DeadLetters {
@@ -51,7 +76,8 @@ impl DeadLetters {
         &self.path
     }
 
-    /// Appends a refused record with its reason and fsyncs.
+    /// Appends a refused record with its reason and fsyncs; nothing when the file already
+    /// holds a line for the record's id.
     pub fn append(&self, record: &DurationRecord, reason: &str) -> std::io::Result<()> {
         self.write(&DeadLetter {
             at: rfc3339_ms(now_ms()),
@@ -61,7 +87,8 @@ impl DeadLetters {
         })
     }
 
-    /// Appends an undecodable payload with its reason and fsyncs.
+    /// Appends an undecodable payload with its reason and fsyncs; nothing when the file
+    /// already holds it.
     pub fn append_raw(&self, raw: &str, reason: &str) -> std::io::Result<()> {
         self.write(&DeadLetter {
             at: rfc3339_ms(now_ms()),
@@ -75,10 +102,10 @@ impl DeadLetters {
         let mut line = serde_json::to_vec(d).map_err(std::io::Error::other)?;
         line.push(b'\n');
         // Called from the uploader's task: the fsync must not hold a runtime worker.
-        crate::blocking(|| self.write_line(&line))
+        crate::blocking(|| self.write_line(d.key(), &line))
     }
 
-    fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+    fn write_line(&self, key: Option<String>, line: &[u8]) -> std::io::Result<()> {
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             if let Some(dir) = self.path.parent() {
@@ -93,13 +120,36 @@ impl DeadLetters {
             if cut > 0 {
                 tracing::warn!(path = %self.path.display(), bytes = cut, "dead-letter file: a torn last line (a crash while writing it) cut off; its record is dead-lettered again");
             }
-            *guard = Some(file);
+            let written = Self::read(&self.path)?
+                .into_iter()
+                .filter_map(|l| l.ok()?.key())
+                .collect();
+            *guard = Some(Open { file, written });
         }
-        let Some(f) = guard.as_mut() else {
+        let Some(open) = guard.as_mut() else {
             return Err(std::io::Error::other("dead-letter file not open"));
         };
-        f.write_all(line)?;
-        f.sync_data()
+        if let Some(key) = &key {
+            if open.written.contains(key) {
+                tracing::info!(path = %self.path.display(), "already dead-lettered (its batch was sent again after a restart): not written twice");
+                return Ok(());
+            }
+        }
+        let wrote = open
+            .file
+            .write_all(line)
+            .and_then(|()| open.file.sync_data());
+        match wrote {
+            Ok(()) => {
+                if let Some(key) = key {
+                    open.written.insert(key);
+                }
+            }
+            // Part of the line may be in the file: open it afresh next time, which cuts a
+            // torn line off before writing the next.
+            Err(_) => *guard = None,
+        }
+        wrote
     }
 
     /// Reads every line of a dead-letter file (a missing file has none). Lines that do not
@@ -179,15 +229,21 @@ mod tests {
         let rec = crate::cdr::record::tests::sample().to_duration();
         DeadLetters::new(&path).append(&rec, "first").unwrap();
         let whole = std::fs::read(&path).unwrap();
-        // A crash in the middle of the second line, then one with no newline at all.
-        for torn in [&b"{\"at\":\"2026-"[..], &whole[..whole.len() - 1]] {
+        // A crash in the middle of the second line, then one with no newline at all: the
+        // torn line is cut off, and its record is written again whole.
+        for (i, torn) in [&b"{\"at\":\"2026-"[..], &whole[..whole.len() - 1]]
+            .into_iter()
+            .enumerate()
+        {
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
                 .unwrap();
             f.write_all(torn).unwrap();
             drop(f);
-            DeadLetters::new(&path).append(&rec, "again").unwrap();
+            DeadLetters::new(&path)
+                .append(&with_id(&rec, i), "again")
+                .unwrap();
         }
         let lines = DeadLetters::read(&path).unwrap();
         let reasons: Vec<_> = lines
@@ -199,5 +255,49 @@ mod tests {
         std::fs::write(&path, b"{\"at\"").unwrap();
         DeadLetters::new(&path).append(&rec, "only").unwrap();
         assert_eq!(DeadLetters::read(&path).unwrap().len(), 1);
+    }
+
+    fn with_id(rec: &DurationRecord, n: usize) -> DurationRecord {
+        let mut r = rec.clone();
+        r.id = format!("{}-{n}", rec.id);
+        r
+    }
+
+    #[test]
+    fn a_record_is_dead_lettered_once_across_restarts() {
+        let dir = crate::testdir::temp_dir("dead-once");
+        let path = dir.join("dead-letter.jsonl");
+        let rec = crate::cdr::record::tests::sample().to_duration();
+        let other = with_id(&rec, 1);
+        let d = DeadLetters::new(&path);
+        d.append(&rec, "refused").unwrap();
+        d.append(&rec, "refused").unwrap();
+        d.append(&other, "refused").unwrap();
+        d.append_raw("{not json", "undecodable").unwrap();
+        d.append_raw("{not json", "undecodable").unwrap();
+        assert_eq!(DeadLetters::read(&path).unwrap().len(), 3);
+        // After a restart the batch is sent again and refused again: the file already has it,
+        // whatever the reason says this time. A new record still gets its line.
+        let after = DeadLetters::new(&path);
+        after.append(&rec, "refused (again)").unwrap();
+        after.append_raw("{not json", "undecodable").unwrap();
+        after.append(&with_id(&rec, 2), "refused").unwrap();
+        let ids: Vec<_> = DeadLetters::read(&path)
+            .unwrap()
+            .into_iter()
+            .map(|l| {
+                let l = l.unwrap();
+                l.record.map(|r| r.id).or(l.raw).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                rec.id.clone(),
+                other.id,
+                "{not json".to_owned(),
+                with_id(&rec, 2).id
+            ]
+        );
     }
 }
