@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Where the gateway's CPU per call goes, under SIPp load on loopback (bench/crash.toml: the
+# emulator runs as its own process, so only the gateway is measured). Not a test: a tool for
+# the performance notes in docs/performance.md.
+#
+#   bash bench/profile.sh cpu    [RATE] [CALLS]   CPU per call from /proc (user and system)
+#   bash bench/profile.sh stat   [RATE] [CALLS]   perf stat: context switches, page faults and
+#                                                 the syscalls per call
+#   bash bench/profile.sh record [RATE] [CALLS]   perf record, then bench/perf_activity.py:
+#                                                 the share of each activity, kernel and user
+#
+# RATE defaults to 1000 calls/s, CALLS to 10000 (bounded: SIPp stops after CALLS). Needs a
+# release build (OCEDGE_BIN, default target/release/ocedge), sipp, and perf for stat/record.
+# Runs from the repository root. Output files go to target/profile/.
+set -euo pipefail
+tag=profile
+mode=${1:-cpu}
+rate=${2:-1000}
+calls=${3:-10000}
+OCEDGE_BIN=${OCEDGE_BIN:-target/release/ocedge}
+source bench/common.sh
+case $mode in cpu | stat | record) ;; *)
+    echo "$tag: mode is cpu, stat or record" >&2
+    exit 2
+    ;;
+esac
+if [ "$mode" != cpu ] && ! command -v perf >/dev/null; then
+    echo "$tag: perf missing (apt-get install linux-perf)" >&2
+    exit 2
+fi
+out=target/profile
+rm -rf target/crash "$out"
+mkdir -p "$out"
+export OCEDGE_API_SECRET=profile
+
+"$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" >"$out/emulator.log" 2>&1 &
+pids+=($!)
+wait_port tcp 8089
+"$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
+gw=$!
+pids+=("$gw")
+sipp -sf "$shared/bench/uas_answer.xml" -i 127.0.0.1 -p 5070 -t u1 -nostdin -max_socket 200 >"$out/uas.log" 2>&1 &
+pids+=($!)
+wait_port udp 5062
+wait_port udp 5070
+sleep 1
+
+ticks() { awk '{print $14, $15}' "/proc/$gw/stat"; }
+read -r u0 s0 < <(ticks)
+seconds=$((calls / rate))
+probe=
+case $mode in
+stat)
+    perf stat -o "$out/stat.txt" -p "$gw" -e task-clock,context-switches,page-faults \
+        -e syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait \
+        -e syscalls:sys_enter_futex,syscalls:sys_enter_write,syscalls:sys_enter_fdatasync \
+        -- sleep $((seconds > 3 ? seconds - 2 : 1)) &
+    probe=$!
+    ;;
+record)
+    perf record -F 999 --call-graph dwarf,16384 -o "$out/perf.data" -p "$gw" \
+        -- sleep $((seconds > 3 ? seconds - 2 : 1)) >/dev/null 2>&1 &
+    probe=$!
+    ;;
+esac
+(cd "$out" && sipp 127.0.0.1:5062 -sf "$shared/bench/uac_call.xml" -inf "$shared/bench/sipp_called_numbers.csv" \
+    -i 127.0.0.1 -t u1 -r "$rate" -m "$calls" -d 0 -l $((rate * 10)) -max_socket 200 -nostdin \
+    -trace_stat -stf stat.csv -fd 1 >/dev/null 2>&1) || true
+read -r u1 s1 < <(ticks)
+[ -n "$probe" ] && wait "$probe"
+
+python3 - "$out/stat.csv" "$u0" "$s0" "$u1" "$s1" "$(getconf CLK_TCK)" <<'PY'
+import csv, sys
+path, u0, s0, u1, s1, hz = sys.argv[1], *map(int, sys.argv[2:])
+rows = list(csv.reader(open(path), delimiter=';'))
+r = dict(zip(rows[0], rows[-1]))
+ok = int(r['SuccessfulCall(C)'])
+print(f"calls ok {ok} failed {r['FailedCall(C)']} retransmissions {r['Retransmissions(C)']}")
+us = lambda t: t * 1e6 / hz / max(ok, 1)
+print(f"gateway CPU per call: {us(u1 - u0 + s1 - s0):.0f} us (user {us(u1 - u0):.0f}, system {us(s1 - s0):.0f})")
+PY
+case $mode in
+stat)
+    # Per call: the window is seconds-2 of load at RATE calls/s.
+    python3 - "$out/stat.txt" $((rate * (seconds > 3 ? seconds - 2 : 1))) <<'PY'
+import re, sys
+calls = int(sys.argv[2])
+for line in open(sys.argv[1]):
+    m = re.match(r'\s*([\d,.]+)\s+(?:msec\s+)?(\S+)', line)
+    if m and not line.lstrip().startswith('#') and m.group(2) != 'seconds':
+        v = float(m.group(1).replace(',', ''))
+        unit = ' us' if m.group(2) == 'task-clock' else ''
+        v = v * 1000 if unit else v
+        print(f"{m.group(2):40s} {v / calls:8.2f}{unit} per call")
+PY
+    ;;
+record)
+    perf script -i "$out/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$out/script.txt"
+    python3 bench/perf_activity.py "$out/script.txt"
+    ;;
+esac
