@@ -66,9 +66,11 @@ pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// True when a stored field equals a message's bytes.
+/// True when a stored field equals a message's bytes (as [`text`] would have stored them).
 pub(super) fn same(stored: &str, b: &[u8]) -> bool {
-    String::from_utf8_lossy(b) == stored
+    // Equal bytes are the answer for UTF-8; only other bytes need the lossy form.
+    stored.as_bytes() == b
+        || (std::str::from_utf8(b).is_err() && String::from_utf8_lossy(b) == stored)
 }
 
 impl<P: Policy + Attribute> CallTracker<P> {
@@ -349,5 +351,29 @@ impl<P: Policy + Attribute> Policy for CallTracker<P> {
             self.inner.handle_timeout(now);
         }
         self.expire(now);
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::{same, text};
+
+    #[test]
+    fn same_answers_as_comparing_the_lossy_texts() {
+        let fields: [&[u8]; 7] = [
+            b"a84b4c76e66710",
+            b"a84b4c76e66711",
+            b"",
+            b"\xff\xfe",
+            "\u{fffd}\u{fffd}".as_bytes(),
+            b"caf\xc3\xa9",
+            b"caf\xc3",
+        ];
+        for stored in fields {
+            for b in fields {
+                let lossy = String::from_utf8_lossy(stored) == String::from_utf8_lossy(b);
+                assert_eq!(same(&text(stored), b), lossy, "{stored:?} {b:?}");
+            }
+        }
     }
 }
