@@ -5,7 +5,8 @@
 //! - [`sip`]: zero-copy SIP parser, URIs and E.164 numbers, stream framing, message editor and
 //!   the stateless first look a proxy takes at every message. Pure: no I/O, no clock.
 //! - [`transport`]: UDP, TCP and TLS sockets; the `Transport`/`Target` addressing types.
-//! - [`proxy`]: the sans-IO proxy core: the RFC 3261 §17 transaction layer.
+//! - [`proxy`]: the sans-IO proxy core: the RFC 3261 §17 transaction layer, routing,
+//!   failover, flood control and the number policy.
 //! - [`config`]: the strict TOML configuration (`config/ocedge.toml`).
 //! - [`app`]: the daemon: transports and the proxy task wired together, signals.
 //! - [`numbers`]: the assigned-numbers table (lock-free lookups), its persisted snapshot

@@ -31,7 +31,8 @@ pub struct CdrArgs {
 /// `ocedge cdr` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CdrCommand {
-    /// Summary: segments, records, acknowledged, pending, calls up, dead letters.
+    /// Summary: records on disk and pending upload, the cursor, calls up, undecodable
+    /// records, dead letters.
     Status,
     /// One line per record: pending ones (not yet uploaded) by default.
     List {

@@ -24,7 +24,7 @@ pub struct Limits {
     pub max_headers: usize,
     /// Longest single header line, folding included, in bytes.
     pub max_line: usize,
-    /// Longest URI (Request-URI or one in a header) in bytes.
+    /// Longest Request-URI in bytes (URIs in headers are bounded by `max_line`).
     pub max_uri: usize,
     /// Largest body in bytes.
     pub max_body: usize,
