@@ -421,6 +421,7 @@ fn build_proxy(
         },
         max_transactions: t.max_transactions,
         tag_key: rand::random(),
+        limits: cfg.limits,
     };
     Ok(Proxy::new(ProxySetup {
         routing,

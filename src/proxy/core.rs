@@ -42,7 +42,7 @@ use crate::sip::message::ParseFailure;
 use crate::sip::response::{build_response, reason_phrase, reply_for, to_tag_for};
 use crate::sip::uri::Uri;
 use crate::sip::validate::{self, Decision};
-use crate::sip::{Limits, Message, Method};
+use crate::sip::{Message, Method};
 use crate::transport::Target;
 
 use super::stats::ProxyStats;
@@ -251,6 +251,11 @@ impl Proxy {
     /// Counters since start.
     pub fn stats(&self) -> &ProxyStats {
         &self.stats
+    }
+
+    /// The message limits it enforces (`[limits]`).
+    pub fn limits(&self) -> &crate::sip::Limits {
+        self.layer.limits()
     }
 
     /// Applies a reload. Transactions under way go on; destinations that stay keep their

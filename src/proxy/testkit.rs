@@ -116,6 +116,7 @@ pub fn setup(pair: Pair<'_>, policy: Box<dyn Policy>) -> ProxySetup {
             timers: Timers::default(),
             max_transactions: pair.max_transactions,
             tag_key: [7; 16],
+            ..LayerConfig::default()
         },
         shard: 0,
         retry_after: 5,

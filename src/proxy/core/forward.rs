@@ -180,7 +180,7 @@ impl Proxy {
         // Not parsed again (the transaction parses it only to build an ACK or a CANCEL):
         // it is our edit of a request that passed validation. Only its size can have grown
         // past what we accept ourselves.
-        if bytes.len() > Limits::DEFAULT.max_message {
+        if bytes.len() > self.layer.limits().max_message {
             return self.answer(now, sid, 500, &[]);
         }
         let Ok(cseq) = msg.cseq() else {

@@ -161,7 +161,7 @@ impl Proxy {
             .is_ok()
             && status > 100
         {
-            if let Ok(msg) = Message::parse(bytes, &Limits::DEFAULT) {
+            if let Ok(msg) = Message::parse(bytes, self.layer.limits()) {
                 self.observe_response(now, sid, &msg);
             }
         }

@@ -106,7 +106,7 @@ impl Proxy {
             shard = self.shard,
             t = target.transport.as_str(),
         );
-        let Ok(msg) = Message::parse(Bytes::from(text), &Limits::DEFAULT) else {
+        let Ok(msg) = Message::parse(Bytes::from(text), self.layer.limits()) else {
             return;
         };
         if let Ok(cid) = self.layer.send_request(now, None, msg, target) {

@@ -2,9 +2,11 @@
 //! response from the callee (deferred until the first provisional), after a provisional,
 //! after the final response, and unanswered; and no new branch once a call is cancelled.
 
+use bytes::Bytes;
+
 use super::msg::{reply, to_tag, top_branch, val, vals, via, Call};
-use super::net::{Net, GW_MS, MS, SBC1, SBC2, T64};
-use crate::sip::Message;
+use super::net::{Net, Spec, GW_MS, MS, SBC1, SBC2, T64};
+use crate::sip::{Limits, Message};
 
 /// A Microsoft → carrier call; returns it and the INVITE SBC1 received.
 fn ringing_call(net: &mut Net, id: &str) -> (Call, Message) {
@@ -28,6 +30,48 @@ fn call_branch(call: &Call) -> String {
     top_branch(&call.msg())
         .trim_start_matches("z9hG4bK")
         .to_string()
+}
+
+/// The configured `[limits]`, not the defaults, bound what the proxy forwards and what it
+/// parses again to build a CANCEL: an INVITE larger, and with more header lines, than the
+/// defaults allow goes out, and so does its CANCEL.
+#[test]
+fn configured_limits_govern_a_large_invite_and_its_cancel() {
+    let limits = Limits {
+        max_message: 64 * 1024,
+        max_head: 48 * 1024,
+        max_headers: 300,
+        ..Limits::DEFAULT
+    };
+    let mut net = Net::with(Spec {
+        limits,
+        ..Spec::default()
+    });
+    let mut call = Call::new("c-big", MS, &format!("sip:+12065550100@{GW_MS}"));
+    for i in 0..200 {
+        call.invite = call
+            .invite
+            .line(&format!("X-Filler-{i}: {}", "v".repeat(90)));
+    }
+    let text = Bytes::from(call.invite.text());
+    assert!(text.len() > Limits::DEFAULT.max_message);
+    assert!(Message::parse(text.clone(), &Limits::DEFAULT).is_err());
+    net.from(MS, Message::parse(text, &limits).unwrap());
+    let out = net.take();
+    assert_eq!(
+        out.labels(MS),
+        ["100"],
+        "no 500: the edit is within the limits"
+    );
+    let inv = out.one(SBC1, "INVITE").msg.clone();
+    assert!(inv.as_bytes().len() > Limits::DEFAULT.max_message);
+
+    net.from(SBC1, reply(&inv, 180, "t1", SBC1));
+    net.take();
+    net.from(MS, call.cancel());
+    let out = net.take();
+    assert_eq!(out.labels(SBC1), ["CANCEL"]);
+    assert_eq!(top_branch(&out.to(SBC1)[0].msg), top_branch(&inv));
 }
 
 #[test]

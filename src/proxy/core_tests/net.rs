@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::msg::{label, parse};
+use super::msg::label;
 use crate::config::{Bucket, Dur, Flood, MsTarget, Probe, Sbc, Side};
 use crate::proxy::acl::Acl;
 use crate::proxy::core::{Proxy, ProxySetup, Received};
@@ -66,6 +66,8 @@ pub(super) struct Spec {
     pub probe: Probe,
     pub flood: Flood,
     pub max_transactions: usize,
+    /// The gateway's `[limits]`; what it sends is parsed back with them too.
+    pub limits: Limits,
 }
 
 impl Default for Spec {
@@ -91,6 +93,7 @@ impl Default for Spec {
                 max_sources: 100,
             },
             max_transactions: 1000,
+            limits: Limits::DEFAULT,
         }
     }
 }
@@ -289,13 +292,15 @@ impl Net {
 
     fn collect(&mut self) {
         let now = self.now;
+        let limits = *self.proxy.limits();
         let sent = self.proxy.drain_output().map(|o| Sent {
             at: now,
             to: o.to,
             side: o.side,
             tls_name: o.tls_name,
             reconnect: o.reconnect,
-            msg: parse(&o.bytes),
+            msg: Message::parse(o.bytes.clone(), &limits)
+                .unwrap_or_else(|e| panic!("{e:?}:\n{}", String::from_utf8_lossy(&o.bytes))),
         });
         self.log.extend(sent);
     }
@@ -352,6 +357,7 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
         },
         max_transactions: spec.max_transactions,
         tag_key: [7; 16],
+        limits: spec.limits,
     };
     ProxySetup {
         routing,

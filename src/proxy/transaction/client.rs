@@ -85,14 +85,12 @@ impl Held {
         }
     }
 
-    /// The request parsed; `None` for bytes that do not parse (the proxy's edit of a valid
-    /// request always does).
-    pub(crate) fn parsed(&self) -> Option<Cow<'_, Message>> {
+    /// The request parsed (with `limits`, the gateway's own); `None` for bytes that do
+    /// not parse (the proxy's edit of a valid request always does).
+    pub(crate) fn parsed(&self, limits: &Limits) -> Option<Cow<'_, Message>> {
         match self {
             Held::Parsed(m) => Some(Cow::Borrowed(m)),
-            Held::Raw(b) => Message::parse(b.clone(), &Limits::DEFAULT)
-                .ok()
-                .map(Cow::Owned),
+            Held::Raw(b) => Message::parse(b.clone(), limits).ok().map(Cow::Owned),
         }
     }
 }
@@ -234,7 +232,7 @@ impl Client {
                     self.ack = self
                         .request
                         .as_ref()
-                        .and_then(Held::parsed)
+                        .and_then(|h| h.parsed(&fx.limits))
                         .and_then(|r| build::ack(&r, msg));
                     if let Some(ack) = &self.ack {
                         fx.send(self.target, ack.clone());

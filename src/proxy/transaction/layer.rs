@@ -19,7 +19,7 @@ use super::{
 };
 use crate::sip::headers::HeaderError;
 use crate::sip::response::{build_response, to_tag_for};
-use crate::sip::{Message, Method};
+use crate::sip::{Limits, Message, Method};
 
 /// How a [`TransactionLayer`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub struct LayerConfig {
     /// Secret for the To-tags of the responses the layer writes itself (200 to CANCEL, 481),
     /// see [`crate::sip::response::to_tag`].
     pub tag_key: [u8; 16],
+    /// The message limits the gateway enforces (`[limits]`): a request the proxy edited
+    /// and forwards must stay within them, and is parsed with them to build a CANCEL.
+    pub limits: Limits,
 }
 
 impl Default for LayerConfig {
@@ -40,6 +43,7 @@ impl Default for LayerConfig {
             timers: Timers::default(),
             max_transactions: 100_000,
             tag_key: [0; 16],
+            limits: Limits::DEFAULT,
         }
     }
 }
@@ -55,6 +59,8 @@ pub(crate) enum Step {
 #[derive(Debug)]
 pub(crate) struct Effects {
     pub(crate) timers: Timers,
+    /// The gateway's message limits ([`LayerConfig::limits`]).
+    pub(crate) limits: Limits,
     pub(crate) deadlines: Deadlines,
     pub(crate) actions: VecDeque<Action>,
     pub(crate) events: VecDeque<Event>,
@@ -100,11 +106,17 @@ impl TransactionLayer {
             client_index: crate::FastMap::default(),
             fx: Effects {
                 timers: config.timers,
+                limits: config.limits,
                 deadlines: Deadlines::default(),
                 actions: VecDeque::new(),
                 events: VecDeque::new(),
             },
         }
+    }
+
+    /// The message limits it was configured with.
+    pub fn limits(&self) -> &Limits {
+        &self.fx.limits
     }
 
     /// Live transactions, server and client.

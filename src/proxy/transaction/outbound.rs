@@ -10,7 +10,7 @@ use super::layer::TransactionLayer;
 use super::timers::Millis;
 use super::{CancelStatus, ClientId, ResponseOutcome, ServerId, Target, TxError, TxId};
 use crate::sip::headers::HeaderError;
-use crate::sip::{Limits, Message, Method};
+use crate::sip::{Message, Method};
 
 /// `branch` when it is an RFC 3261 one (magic cookie and more), the only kind a client
 /// transaction is keyed by.
@@ -203,10 +203,12 @@ impl TransactionLayer {
             state: "final",
             status: 0,
         })?;
-        let request = request.parsed().ok_or(HeaderError::Missing("INVITE"))?;
+        let request = request
+            .parsed(&self.fx.limits)
+            .ok_or(HeaderError::Missing("INVITE"))?;
         let bytes = build::cancel(&request).ok_or(HeaderError::Missing("To"))?;
         let cancel =
-            Message::parse(bytes, &Limits::DEFAULT).map_err(|_| HeaderError::Missing("CANCEL"))?;
+            Message::parse(bytes, &self.fx.limits).map_err(|_| HeaderError::Missing("CANCEL"))?;
         self.start_message(now, None, Some(invite), cancel, target)
     }
 }
