@@ -124,6 +124,20 @@ impl Config {
         self.check_listeners(&mut err);
         self.check_sides(&mut err);
         check_admin(&self.admin, &mut err);
+        if let Some(api) = &self.api {
+            check_api(api, &mut err);
+        }
+        for (k, status) in [
+            ("unassigned_status", self.numbers.unassigned_status),
+            ("forbidden_status", self.numbers.forbidden_status),
+        ] {
+            if !(400..=699).contains(&status) {
+                err(
+                    format!("numbers.{k}"),
+                    "must be a final error status, 400 to 699",
+                );
+            }
+        }
         check_cdr(&self.cdr, &mut err);
         check_reconcile(self, &mut err);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
@@ -246,6 +260,41 @@ fn check_headers(path: &str, names: &[String], err: &mut impl FnMut(String, &str
         ) {
             err(format!("{path}[{i}]"), "this header cannot be stripped");
         }
+    }
+}
+
+/// What `run` would refuse at start: the URL and tenant the API client is built from, and
+/// where the client secret comes from (the embedded emulator needs none).
+fn check_api(a: &super::Api, err: &mut impl FnMut(String, &str)) {
+    if !crate::msapi::http::tenant_ok(&a.tenant) {
+        err(
+            "api.tenant".into(),
+            "must be one non-empty URL path segment",
+        );
+    }
+    if a.base_url == "embedded" {
+        return;
+    }
+    if let Err(reason) = crate::msapi::http::base_url(&a.base_url) {
+        err("api.base_url".into(), reason);
+    }
+    match (&a.client_secret_file, &a.client_secret_env) {
+        (Some(_), Some(_)) => err(
+            "api.client_secret_env".into(),
+            "api.client_secret_file is set too; keep one",
+        ),
+        (None, None) => err(
+            "api".into(),
+            "set client_secret_file or client_secret_env (the secret itself never goes in the file)",
+        ),
+        (Some(p), None) if !p.is_file() => err(
+            "api.client_secret_file".into(),
+            &format!("{} is not a readable file", p.display()),
+        ),
+        (None, Some(v)) if v.is_empty() => {
+            err("api.client_secret_env".into(), "must name a variable")
+        }
+        _ => {}
     }
 }
 

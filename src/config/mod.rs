@@ -211,4 +211,80 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn what_run_would_refuse_is_reported_by_the_check() {
+        let problems = |from: &str, to: &str| {
+            let text = with("").replacen(from, to, 1);
+            assert_ne!(text, with(""), "{from} is in the default config");
+            match Config::parse(&text, "t") {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            }
+        };
+        // The Microsoft API: its URL, tenant and where the secret comes from.
+        let api = |url: &str, secret: &str| {
+            problems(
+                "base_url = \"embedded\"",
+                &format!("base_url = \"{url}\"\n{secret}"),
+            )
+        };
+        let e = api("http://api.example.com", "client_secret_env = \"S\"");
+        assert!(
+            e.contains("api.base_url: http:// is only allowed to a loopback host"),
+            "{e}"
+        );
+        let e = api("https://api.example.com", "");
+        assert!(
+            e.contains("api: set client_secret_file or client_secret_env"),
+            "{e}"
+        );
+        let e = api(
+            "https://api.example.com",
+            "client_secret_env = \"S\"\nclient_secret_file = \"/nonexistent/secret\"",
+        );
+        assert!(
+            e.contains("api.client_secret_env: api.client_secret_file is set too"),
+            "{e}"
+        );
+        let e = api(
+            "https://api.example.com",
+            "client_secret_file = \"/nonexistent/secret\"",
+        );
+        assert!(
+            e.contains("api.client_secret_file: /nonexistent/secret is not a readable file"),
+            "{e}"
+        );
+        assert_eq!(
+            api("https://api.example.com", "client_secret_env = \"S\""),
+            ""
+        );
+        assert_eq!(
+            api("http://127.0.0.1:8089", "client_secret_env = \"S\""),
+            ""
+        );
+        let e = problems("tenant = \"operator\"", "tenant = \"a/b\"");
+        assert!(
+            e.contains("api.tenant: must be one non-empty URL path segment"),
+            "{e}"
+        );
+        // The statuses the number policy answers with must be final error statuses.
+        for (key, bad) in [
+            ("unassigned_status = 404", "200"),
+            ("forbidden_status = 403", "99"),
+        ] {
+            let name = key.split(' ').next().unwrap_or_default();
+            let e = problems(key, &format!("{name} = {bad}"));
+            assert!(
+                e.contains(&format!(
+                    "numbers.{name}: must be a final error status, 400 to 699"
+                )),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            problems("unassigned_status = 404", "unassigned_status = 480"),
+            ""
+        );
+    }
 }

@@ -75,25 +75,12 @@ impl HttpApi {
     /// and passes [`crate::emulator::RunningEmulator::api_config`]; the embedded emulator
     /// accepts any credentials, so any non-empty secret does when none is configured.
     pub fn new(api: &Api, secret: String) -> Result<HttpApi, SetupError> {
-        let base_err = |reason| SetupError::BaseUrl {
+        let base = base_url(&api.base_url).map_err(|reason| SetupError::BaseUrl {
             url: api.base_url.clone(),
             reason,
-        };
-        let base = Url::parse(&api.base_url).map_err(|_| base_err("not an absolute URL"))?;
-        match base.scheme() {
-            "https" => {}
-            "http" if is_loopback(&base) => {}
-            "http" => return Err(base_err("http:// is only allowed to a loopback host")),
-            _ => return Err(base_err("scheme must be https (or http to loopback)")),
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(base_err("must not have a query or fragment"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(base_err("must not carry credentials"));
-        }
+        })?;
         let tenant = api.tenant.as_str();
-        if tenant.is_empty() || tenant.contains(['/', '?', '#', '%']) {
+        if !tenant_ok(tenant) {
             return Err(SetupError::Tenant(api.tenant.clone()));
         }
         let base_path = base.path().trim_end_matches('/').to_owned();
@@ -277,6 +264,30 @@ impl CallRecordsApi for HttpApi {
     ) -> BoxFuture<'a, Result<CallRecordsPage, ApiError>> {
         Box::pin(HttpApi::call_records(self, from, to, next))
     }
+}
+
+/// `api.base_url` parsed, or why the client cannot use it: https, or http to a loopback
+/// host; no query, fragment or credentials. `ocedge check-config` reports the same.
+pub fn base_url(text: &str) -> Result<Url, &'static str> {
+    let base = Url::parse(text).map_err(|_| "not an absolute URL")?;
+    match base.scheme() {
+        "https" => {}
+        "http" if is_loopback(&base) => {}
+        "http" => return Err("http:// is only allowed to a loopback host"),
+        _ => return Err("scheme must be https (or http to loopback)"),
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    Ok(base)
+}
+
+/// True when `api.tenant` is one URL path segment (it goes into the token URL).
+pub fn tenant_ok(tenant: &str) -> bool {
+    !tenant.is_empty() && !tenant.contains(['/', '?', '#', '%'])
 }
 
 fn is_loopback(url: &Url) -> bool {
