@@ -173,14 +173,13 @@ impl Proxy {
             .iter()
             .find(|p| p.side == Side::Carrier && p.target.addr.ip() == source.addr.ip())
             .map(|p| p.name.clone());
-        let Some(sbc) = sbc else {
+        // Refused from anyone but a configured SBC, and by all when `[quality]` is off.
+        let (Some(sbc), Some(q)) = (sbc, &self.quality) else {
             self.stats.quality_refused += 1;
             return self.answer(now, sid, 403, &[]);
         };
         self.stats.quality_reports += 1;
-        if let Some(q) = &self.quality {
-            q.report(&sbc, Bytes::copy_from_slice(msg.body()));
-        }
+        q.report(&sbc, Bytes::copy_from_slice(msg.body()));
         self.etag += 1;
         let etag = format!("oc{:x}.{:x}", self.shard, self.etag);
         self.answer(

@@ -223,3 +223,56 @@ fn the_policy_observes_every_transaction_event() {
         ]
     );
 }
+
+/// Collects the RFC 6035 reports the proxy accepts.
+#[derive(Default)]
+struct Reports(std::sync::Mutex<Vec<(String, bytes::Bytes)>>);
+
+impl crate::proxy::policy::QualityIntake for Reports {
+    fn report(&self, sbc: &str, body: bytes::Bytes) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((sbc.to_owned(), body));
+    }
+}
+
+fn vq_publish(id: &str, from: crate::transport::Target) -> crate::sip::Message {
+    Req::new("PUBLISH", &format!("sip:collector@{GW_CARRIER}"), from, id)
+        .line("Event: vq-rtcpxr")
+        .msg()
+}
+
+#[test]
+fn quality_reports_are_taken_from_sbcs_only_and_refused_when_quality_is_off() {
+    let reports = std::sync::Arc::new(Reports::default());
+    let mut net = Net::with(Spec {
+        quality: Some(reports.clone()),
+        ..Spec::default()
+    });
+    net.deliver(L_CARRIER, SBC1, vq_publish("vq1", SBC1));
+    assert_eq!(net.take().all(), [(SBC1, "200".into())]);
+    let got = reports.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "sbc1");
+    // From an address that is no SBC (but inside the ACL): refused.
+    let other = crate::transport::Target {
+        addr: "192.0.2.99:5060".parse().unwrap(),
+        ..SBC1
+    };
+    net.deliver(L_CARRIER, other, vq_publish("vq2", other));
+    assert_eq!(net.take().all(), [(other, "403".into())]);
+    assert_eq!(reports.0.lock().unwrap().len(), 1);
+
+    // `[quality] enabled = false`: nobody's reports are taken.
+    let mut net = Net::new();
+    net.deliver(L_CARRIER, SBC1, vq_publish("vq3", SBC1));
+    assert_eq!(net.take().all(), [(SBC1, "403".into())]);
+    assert_eq!(
+        (
+            net.proxy.stats().quality_refused,
+            net.proxy.stats().quality_reports
+        ),
+        (1, 0)
+    );
+}

@@ -68,6 +68,8 @@ pub(super) struct Spec {
     pub max_transactions: usize,
     /// The gateway's `[limits]`; what it sends is parsed back with them too.
     pub limits: Limits,
+    /// Where RFC 6035 reports go; `None` is `[quality] enabled = false`.
+    pub quality: Option<Arc<dyn crate::proxy::policy::QualityIntake>>,
 }
 
 impl Default for Spec {
@@ -94,6 +96,7 @@ impl Default for Spec {
             },
             max_transactions: 1000,
             limits: Limits::DEFAULT,
+            quality: None,
         }
     }
 }
@@ -373,6 +376,6 @@ fn setup(spec: &Spec, ms: Target, policy: Box<dyn Policy>) -> ProxySetup {
         shard: 0,
         retry_after: spec.flood.retry_after,
         policy,
-        quality: None,
+        quality: spec.quality.clone(),
     }
 }
