@@ -232,7 +232,7 @@ catalogue! {
         "Now minus the pull cursor: how far behind Microsoft's records are pulled.";
     QUALITY_REPORTS = "ocedge_quality_reports_total", Counter,
         [fixed("result", &["accepted", "refused"])],
-        "RFC 6035 reports (PUBLISH vq-rtcpxr): accepted from configured SBCs, refused (403) from anyone else.";
+        "RFC 6035 reports (PUBLISH vq-rtcpxr): accepted from configured SBCs, refused (403) from anyone else and from everyone when `[quality] enabled = false`.";
     QUALITY_SAMPLES = "ocedge_quality_samples_total", Counter, [SOURCE],
         "Quality samples forwarded to the sinks, by source.";
     QUALITY_FIELD_ERRORS = "ocedge_quality_field_errors_total", Counter, [],
