@@ -78,9 +78,13 @@ pub fn decide_failure(f: &ParseFailure) -> Decision {
             reason: "malformed request without readable headers",
         };
     };
-    let ack = h
-        .first(HeaderName::CSeq)
-        .is_some_and(|c| c.ends_with(b"ACK"));
+    // The CSeq's method token is exactly ACK (`1 XACK` is another method, and answered).
+    let ack = h.first(HeaderName::CSeq).is_some_and(|c| {
+        super::lex::trim(c)
+            .rsplit(|&b| super::lex::is_lws(b))
+            .next()
+            == Some(&b"ACK"[..])
+    });
     if ack {
         return Decision::Drop {
             reason: "malformed ACK",
@@ -249,5 +253,20 @@ mod tests {
         assert!(matches!(look(&ack), Decision::Drop { .. }));
         let novia = OK.replace("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", "");
         assert_eq!(status(&look(&novia)), Some(400));
+    }
+
+    #[test]
+    fn a_request_that_does_not_parse_is_answered_unless_it_is_an_ack() {
+        // The body is shorter than Content-Length: the parser refuses it, headers indexed.
+        let cut = OK.replace("l: 0", "l: 9");
+        assert!(Message::parse_slice(cut.as_bytes()).is_err());
+        assert_eq!(status(&look(&cut)), Some(400));
+        for cseq in ["5 ACK", "5\tACK", "5 ACK "] {
+            let ack = cut.replace("5 OPTIONS", cseq);
+            assert!(matches!(look(&ack), Decision::Drop { .. }), "{cseq:?}");
+        }
+        // A method that merely ends in ACK is not ACK.
+        let xack = cut.replace("5 OPTIONS", "5 XACK");
+        assert_eq!(status(&look(&xack)), Some(400));
     }
 }
