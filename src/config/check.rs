@@ -278,23 +278,42 @@ fn check_api(a: &super::Api, err: &mut impl FnMut(String, &str)) {
     if let Err(reason) = crate::msapi::http::base_url(&a.base_url) {
         err("api.base_url".into(), reason);
     }
-    match (&a.client_secret_file, &a.client_secret_env) {
-        (Some(_), Some(_)) => err(
-            "api.client_secret_env".into(),
-            "api.client_secret_file is set too; keep one",
-        ),
-        (None, None) => err(
+    if a.client_secret_file.is_none() && a.client_secret_env.is_none() {
+        err(
             "api".into(),
             "set client_secret_file or client_secret_env (the secret itself never goes in the file)",
-        ),
-        (Some(p), None) if !p.is_file() => err(
-            "api.client_secret_file".into(),
+        );
+    }
+    check_secret_source(
+        "api",
+        ("client_secret_file", a.client_secret_file.as_deref()),
+        ("client_secret_env", a.client_secret_env.as_deref()),
+        err,
+    );
+}
+
+/// A secret read from a file or an environment variable (`{table}.{file key}` or
+/// `{table}.{env key}`): not both, the file readable, the variable named.
+fn check_secret_source(
+    table: &str,
+    (file_key, file): (&str, Option<&std::path::Path>),
+    (env_key, env): (&str, Option<&str>),
+    err: &mut impl FnMut(String, &str),
+) {
+    if file.is_some() && env.is_some() {
+        err(
+            format!("{table}.{env_key}"),
+            &format!("{table}.{file_key} is set too; keep one"),
+        );
+    }
+    if let Some(p) = file.filter(|p| !p.is_file()) {
+        err(
+            format!("{table}.{file_key}"),
             &format!("{} is not a readable file", p.display()),
-        ),
-        (None, Some(v)) if v.is_empty() => {
-            err("api.client_secret_env".into(), "must name a variable")
-        }
-        _ => {}
+        );
+    }
+    if env.is_some_and(str::is_empty) {
+        err(format!("{table}.{env_key}"), "must name a variable");
     }
 }
 
@@ -306,23 +325,12 @@ fn check_admin(a: &super::Admin, err: &mut impl FnMut(String, &str)) {
             "not a loopback address: set admin.token_file or admin.token_env",
         );
     }
-    if a.token_file.is_some() && a.token_env.is_some() {
-        err(
-            "admin.token_env".into(),
-            "admin.token_file is set too; keep one",
-        );
-    }
-    if let Some(p) = &a.token_file {
-        if !p.is_file() {
-            err(
-                "admin.token_file".into(),
-                &format!("{} is not a readable file", p.display()),
-            );
-        }
-    }
-    if a.token_env.as_ref().is_some_and(|v| v.is_empty()) {
-        err("admin.token_env".into(), "must name a variable");
-    }
+    check_secret_source(
+        "admin",
+        ("token_file", a.token_file.as_deref()),
+        ("token_env", a.token_env.as_deref()),
+        err,
+    );
     if a.max_connections == 0 {
         err("admin.max_connections".into(), "must be positive");
     }
