@@ -1,7 +1,9 @@
 # Shared by the bench scripts (sourced from the repository root, with `tag` set for
 # messages): the ocedge binary and ../shared as absolute paths, SIPp present, background
 # processes (`pids`) killed on exit, and `wait_port PROTO PORT` for a loopback listener
-# (`wait_tries` polls 0.1 s apart, default 150).
+# (`wait_tries` polls 0.1 s apart, default 150), and `start_emulator LOG`: the API emulator
+# as its own process on 127.0.0.1:8089 (the address of bench/crash.toml), seeded with the
+# numbers SIPp calls.
 # Environment: OCEDGE_BIN (default target/debug/ocedge), OCEDGE_SHARED (default ../shared).
 bin=${OCEDGE_BIN:-target/debug/ocedge}
 shared=${OCEDGE_SHARED:-../shared}
@@ -26,4 +28,10 @@ wait_port() { # proto port
     done
     echo "$tag: nothing listens on $1 port $2" >&2
     return 1
+}
+
+start_emulator() { # log
+    "$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" >"$1" 2>&1 &
+    pids+=($!)
+    wait_port tcp 8089
 }

@@ -47,10 +47,7 @@ sed -e "s|\.\./shared/bench/|$shared/bench/|" -e "s|target/crash/|$work/|" bench
 printf '\n[cdr.export]\ndir = "%s/export"\n' "$work" >>"$work/crash.toml"
 export OCEDGE_API_SECRET=crash-test
 
-"$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" \
-    >"$work/emulator.log" 2>&1 &
-pids+=($!)
-wait_port tcp 8089
+start_emulator "$work/emulator.log"
 
 start_gateway() { # log
     "$bin" run --config "$work/crash.toml" >"$work/$1" 2>&1 &

@@ -33,9 +33,7 @@ rm -rf target/crash "$out"
 mkdir -p "$out"
 export OCEDGE_API_SECRET=profile
 
-"$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" >"$out/emulator.log" 2>&1 &
-pids+=($!)
-wait_port tcp 8089
+start_emulator "$out/emulator.log"
 "$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
 gw=$!
 pids+=("$gw")

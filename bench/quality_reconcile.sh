@@ -29,10 +29,7 @@ scen=$(pwd)/bench
 export OCEDGE_API_SECRET=qr-test
 from=$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)
 
-"$bin" emulator --listen 127.0.0.1:8089 --seed-csv "$shared/bench/assigned_numbers.csv" \
-    >"$work/emulator.log" 2>&1 &
-pids+=($!)
-wait_port tcp 8089
+start_emulator "$work/emulator.log"
 "$bin" run --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 wait_port udp 5062
