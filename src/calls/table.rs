@@ -158,11 +158,8 @@ impl Table {
 
     /// The first entry of `call_id` that `pred` accepts.
     pub fn find(&self, call_id: &[u8], pred: impl Fn(&Entry) -> bool) -> Option<Id> {
-        // As stored: the text of the Call-ID (checked as UTF-8 first, the cheaper test).
-        let call_id = match std::str::from_utf8(call_id) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(call_id),
-        };
+        // As stored: the text of the Call-ID.
+        let call_id = super::tracker::text_of(call_id);
         self.by_call
             .get(call_id.as_ref())?
             .iter()

@@ -61,16 +61,24 @@ fn has_branch(msg: &Message, branch: &str) -> bool {
     })
 }
 
-/// Text of a message field: lossless for the UTF-8 every real Call-ID and tag is.
+/// Text of a message field: lossless for the UTF-8 every real Call-ID and tag is, borrowed
+/// then (checked with `str::from_utf8`, cheaper than the lossy decoder), else lossy.
+pub(super) fn text_of(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
+/// [`text_of`], owned: what the tracker stores.
 pub(super) fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    text_of(b).into_owned()
 }
 
 /// True when a stored field equals a message's bytes (as [`text`] would have stored them).
 pub(super) fn same(stored: &str, b: &[u8]) -> bool {
-    // Equal bytes are the answer for UTF-8; only other bytes need the lossy form.
-    stored.as_bytes() == b
-        || (std::str::from_utf8(b).is_err() && String::from_utf8_lossy(b) == stored)
+    // Equal bytes answer at once; otherwise compare the text.
+    stored.as_bytes() == b || text_of(b) == stored
 }
 
 impl<P: Policy + Attribute> CallTracker<P> {
