@@ -229,7 +229,8 @@ impl<P: Policy + Attribute> CallTracker<P> {
                     };
                     self.close_dialog(id, end, reason);
                 }
-                None => self.table.forget_timer(at, id),
+                // Never: `due` reports only entries the table holds.
+                None => {}
             }
         }
     }

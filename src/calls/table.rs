@@ -2,11 +2,10 @@
 //! message's bytes, nothing is allocated), and one deadline per entry in an ordered set so
 //! the next timer is found without scanning a million calls.
 
-use std::collections::BTreeSet;
-
 use crate::cdr::OpenCall;
 use crate::config::Side;
 use crate::proxy::numbers_policy::Attribution;
+use crate::proxy::transaction::DeadlineHeap;
 use crate::proxy::transaction::Millis;
 
 /// An entry's id, never reused.
@@ -86,13 +85,20 @@ pub(super) enum Entry {
     Dialog(Box<Dialog>),
 }
 
+/// Whether `at` is still the deadline of entry `id`, for the timer heap.
+fn deadline_of(
+    entries: &crate::FastMap<Id, (String, Millis, Entry)>,
+) -> impl Fn(Millis, Id) -> bool + '_ {
+    |at, id| entries.get(&id).is_some_and(|(_, d, _)| *d == at)
+}
+
 /// Entries, their index by Call-ID and their deadlines.
 #[derive(Debug, Default)]
 pub(super) struct Table {
     next: Id,
     entries: crate::FastMap<Id, (String, Millis, Entry)>,
     by_call: crate::FastMap<String, Vec<Id>>,
-    timers: BTreeSet<(Millis, Id)>,
+    timers: DeadlineHeap<Id>,
     dialogs: usize,
     pending: usize,
 }
@@ -104,7 +110,7 @@ impl Table {
         let id = self.next;
         self.count(&entry, true);
         self.by_call.entry(call_id.to_owned()).or_default().push(id);
-        self.timers.insert((deadline, id));
+        self.timers.push(deadline, id);
         self.entries
             .insert(id, (call_id.to_owned(), deadline, entry));
         id
@@ -114,7 +120,7 @@ impl Table {
     pub fn remove(&mut self, id: Id) -> Option<(String, Entry)> {
         let (call_id, deadline, entry) = self.entries.remove(&id)?;
         self.count(&entry, false);
-        self.timers.remove(&(deadline, id));
+        self.timers.outdate(deadline, id);
         if let Some(ids) = self.by_call.get_mut(&call_id) {
             ids.retain(|&i| i != id);
             if ids.is_empty() {
@@ -150,9 +156,11 @@ impl Table {
     /// Moves an entry's deadline.
     pub fn set_deadline(&mut self, id: Id, at: Millis) {
         if let Some((_, deadline, _)) = self.entries.get_mut(&id) {
-            self.timers.remove(&(*deadline, id));
-            *deadline = at;
-            self.timers.insert((at, id));
+            if *deadline != at {
+                self.timers.outdate(*deadline, id);
+                *deadline = at;
+                self.timers.push(at, id);
+            }
         }
     }
 
@@ -179,17 +187,17 @@ impl Table {
 
     /// The earliest deadline.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.timers.first().map(|&(at, _)| at)
+        self.timers
+            .first(deadline_of(&self.entries))
+            .map(|(at, _)| at)
     }
 
-    /// An entry due at `now`, with its deadline.
-    pub fn due(&self, now: Millis) -> Option<(Millis, Id)> {
-        self.timers.first().copied().filter(|&(at, _)| at <= now)
-    }
-
-    /// Drops a timer whose entry is gone (never happens; keeps the expiry loop finite).
-    pub fn forget_timer(&mut self, at: Millis, id: Id) {
-        self.timers.remove(&(at, id));
+    /// An entry due at `now`, with its deadline. The timer stays armed: the caller removes
+    /// the entry or moves its deadline.
+    pub fn due(&mut self, now: Millis) -> Option<(Millis, Id)> {
+        let valid = deadline_of(&self.entries);
+        self.timers.compact(self.entries.len(), &valid);
+        self.timers.first(valid).filter(|&(at, _)| at <= now)
     }
 
     /// Answered dialogs held.

@@ -80,6 +80,21 @@ impl Effects {
     }
 }
 
+/// The armed value of a transaction's timer cell, for [`Deadlines`]: `None` when the
+/// transaction is gone or the cell is not armed.
+fn cell_of<'a>(
+    servers: &'a crate::FastMap<ServerId, Server>,
+    clients: &'a crate::FastMap<ClientId, Client>,
+) -> impl Fn(TxId, Slot) -> Option<Millis> + 'a {
+    move |id, slot| {
+        let cells = match id {
+            TxId::Server(s) => servers.get(&s)?.cells,
+            TxId::Client(c) => clients.get(&c)?.cells,
+        };
+        cells[slot as usize]
+    }
+}
+
 /// The RFC 3261 §17 transaction layer of the proxy (see the module documentation).
 #[derive(Debug)]
 pub struct TransactionLayer {
@@ -157,18 +172,27 @@ impl TransactionLayer {
     /// The earliest pending deadline: call [`TransactionLayer::handle_timeout`] then.
     /// `None` only when no transaction is live.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.fx.deadlines.first()
+        self.fx
+            .deadlines
+            .first(cell_of(&self.servers, &self.clients))
     }
 
     /// Runs every timer due at `now` (retransmissions, timeouts, terminations).
     pub fn handle_timeout(&mut self, now: Millis) {
-        while let Some((id, slot)) = self.fx.deadlines.pop_due(now) {
+        self.fx
+            .deadlines
+            .compact(cell_of(&self.servers, &self.clients));
+        while let Some((id, slot)) = self
+            .fx
+            .deadlines
+            .pop_due(now, cell_of(&self.servers, &self.clients))
+        {
             match id {
                 TxId::Server(s) => {
                     let Some(tx) = self.servers.get_mut(&s) else {
                         continue;
                     };
-                    tx.cells[slot as usize] = None;
+                    self.fx.deadlines.fired(&mut tx.cells, slot);
                     if tx.on_timer(now, slot, &mut self.fx) == Step::Terminate {
                         self.terminate(now, id);
                     }
@@ -177,7 +201,7 @@ impl TransactionLayer {
                     let Some(tx) = self.clients.get_mut(&c) else {
                         continue;
                     };
-                    tx.cells[slot as usize] = None;
+                    self.fx.deadlines.fired(&mut tx.cells, slot);
                     let r = tx.on_timer(now, slot, &mut self.fx);
                     if r.send_cancel {
                         // A full table cannot stop the INVITE from ending: cancel_sent armed

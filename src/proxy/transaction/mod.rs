@@ -47,6 +47,7 @@ use bytes::Bytes;
 pub use client::ClientState;
 pub use layer::{LayerConfig, TransactionLayer};
 pub use server::ServerState;
+pub(crate) use timers::DeadlineHeap;
 pub use timers::{Millis, Timers};
 
 use crate::sip::headers::HeaderError;

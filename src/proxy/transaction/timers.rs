@@ -2,13 +2,15 @@
 //! durations ([`Timers`]) and the ordered set of pending deadlines.
 //!
 //! Invariants of [`Deadlines`]:
-//! - every entry `(at, tx, slot)` mirrors exactly one armed timer cell of a live
-//!   transaction: arming a cell removes its previous entry first, so the set never holds a
-//!   stale deadline and its first entry is always the earliest real one;
-//! - a transaction has at most one entry per [`Slot`], so the set holds at most two entries
-//!   per transaction.
+//! - the truth is the transactions' timer cells: an entry `(at, tx, slot)` of the heap
+//!   counts only while `tx` is live and its `slot` cell holds `at`, so the earliest entry
+//!   reported is always the earliest armed cell;
+//! - every armed cell has an entry; outdated entries are dropped when they reach the top
+//!   and, in bulk, once they outnumber the armed cells.
 
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Add;
 use std::time::Duration;
 
@@ -117,22 +119,122 @@ pub(crate) enum Slot {
 /// The two timer cells of one transaction, indexed by [`Slot`].
 pub(crate) type Cells = [Option<Millis>; 2];
 
-/// Every pending deadline of the layer, ordered by time (see the module invariants).
+/// Pending deadlines of keys `K`, earliest first, with lazy removal: the owner keeps the
+/// true deadline of each key (a transaction's timer cells, a call entry's deadline), and an
+/// entry `(at, key)` counts only while the owner still holds `at` for `key`. Re-arming or
+/// clearing therefore costs nothing here; the outdated entry is dropped when it reaches the
+/// top. Every lookup of the earliest entry takes the owner's answer (`valid`), so what it
+/// returns is always a real deadline.
+///
+/// A binary heap rather than an ordered set: a new deadline is almost always among the
+/// latest, so a push rarely moves, and the heap is one contiguous array instead of a tree
+/// of nodes (this runs several times per message, over hundreds of thousands of entries).
+/// Outdated entries are bounded: [`DeadlineHeap::compact`] drops them once they outnumber
+/// the live ones.
+#[derive(Debug)]
+pub(crate) struct DeadlineHeap<K: Ord + Copy> {
+    heap: RefCell<BinaryHeap<Reverse<(Millis, K)>>>,
+    /// The top entry as last confirmed valid, so that asking again costs no lookup. Cleared
+    /// when that entry is outdated or popped.
+    checked: Cell<Option<(Millis, K)>>,
+}
+
+impl<K: Ord + Copy> Default for DeadlineHeap<K> {
+    fn default() -> Self {
+        DeadlineHeap {
+            heap: RefCell::new(BinaryHeap::new()),
+            checked: Cell::new(None),
+        }
+    }
+}
+
+impl<K: Ord + Copy> DeadlineHeap<K> {
+    /// Adds the deadline `at` of `key`; the owner now holds `at` for it.
+    pub(crate) fn push(&mut self, at: Millis, key: K) {
+        let heap = self.heap.get_mut();
+        heap.push(Reverse((at, key)));
+        if heap.peek() == Some(&Reverse((at, key))) {
+            // It became the top and is valid by construction.
+            self.checked.set(Some((at, key)));
+        }
+    }
+
+    /// The owner no longer holds `at` for `key`: the entry may not be reported again.
+    pub(crate) fn outdate(&mut self, at: Millis, key: K) {
+        if self.checked.get() == Some((at, key)) {
+            self.checked.set(None);
+        }
+    }
+
+    /// The earliest valid entry; outdated entries above it are dropped on the way.
+    pub(crate) fn first(&self, valid: impl Fn(Millis, K) -> bool) -> Option<(Millis, K)> {
+        let Ok(mut heap) = self.heap.try_borrow_mut() else {
+            // Unreachable (no caller re-enters); an early answer only means an early wake.
+            return self.heap.try_borrow().ok()?.peek().map(|r| r.0);
+        };
+        loop {
+            let &Reverse(top) = heap.peek()?;
+            if self.checked.get() == Some(top) || valid(top.0, top.1) {
+                self.checked.set(Some(top));
+                return Some(top);
+            }
+            heap.pop();
+        }
+    }
+
+    /// Removes and returns the earliest valid entry if it is due at `now`.
+    pub(crate) fn pop_due(
+        &mut self,
+        now: Millis,
+        valid: impl Fn(Millis, K) -> bool,
+    ) -> Option<(Millis, K)> {
+        let top = self.first(valid).filter(|&(at, _)| at <= now)?;
+        self.heap.get_mut().pop();
+        self.checked.set(None);
+        Some(top)
+    }
+
+    /// Drops every outdated entry once there are more than `live` plus a margin of them, so
+    /// the heap stays within a constant factor of the deadlines really pending.
+    pub(crate) fn compact(&mut self, live: usize, valid: impl Fn(Millis, K) -> bool) {
+        let heap = self.heap.get_mut();
+        if heap.len() > live.saturating_mul(2).saturating_add(1024) {
+            heap.retain(|&Reverse((at, key))| valid(at, key));
+            self.checked.set(None);
+        }
+    }
+
+    /// Entries held, outdated ones included.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.heap.try_borrow().map_or(0, |h| h.len())
+    }
+}
+
+/// Every pending deadline of the layer: a [`DeadlineHeap`] of `(transaction, slot)` whose
+/// truth is the transactions' timer cells.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    set: BTreeSet<(Millis, TxId, Slot)>,
+    heap: DeadlineHeap<(TxId, Slot)>,
+    /// Armed cells of live transactions.
+    live: usize,
 }
 
 impl Deadlines {
-    /// Sets (or clears, with `None`) the `slot` cell of transaction `id`, keeping the set in
+    /// Sets (or clears, with `None`) the `slot` cell of transaction `id`, keeping the heap in
     /// step with the cell.
     pub(crate) fn arm(&mut self, id: TxId, cells: &mut Cells, slot: Slot, at: Option<Millis>) {
         let cell = &mut cells[slot as usize];
+        if *cell == at {
+            return;
+        }
         if let Some(old) = cell.take() {
-            self.set.remove(&(old, id, slot));
+            self.heap.outdate(old, (id, slot));
+            self.live = self.live.saturating_sub(1);
         }
         if let Some(at) = at {
-            self.set.insert((at, id, slot));
+            self.heap.push(at, (id, slot));
+            self.live = self.live.saturating_add(1);
             *cell = Some(at);
         }
     }
@@ -143,26 +245,50 @@ impl Deadlines {
         self.arm(id, cells, Slot::Timeout, None);
     }
 
-    /// The earliest deadline.
-    pub(crate) fn first(&self) -> Option<Millis> {
-        self.set.first().map(|&(at, _, _)| at)
+    /// The earliest deadline; `cell` gives the armed value of a transaction's cell (`None`
+    /// for a transaction that is gone).
+    pub(crate) fn first(&self, cell: impl Fn(TxId, Slot) -> Option<Millis>) -> Option<Millis> {
+        self.heap
+            .first(|at, (id, slot)| cell(id, slot) == Some(at))
+            .map(|(at, _)| at)
     }
 
     /// Removes and returns the earliest entry due at `now`. The caller must clear the
-    /// matching cell (the entry is already gone from the set).
-    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<(TxId, Slot)> {
-        let &(at, id, slot) = self.set.first()?;
-        if at > now {
-            return None;
-        }
-        self.set.pop_first();
-        Some((id, slot))
+    /// matching cell (through [`Deadlines::fired`]).
+    pub(crate) fn pop_due(
+        &mut self,
+        now: Millis,
+        cell: impl Fn(TxId, Slot) -> Option<Millis>,
+    ) -> Option<(TxId, Slot)> {
+        let (_, key) = self
+            .heap
+            .pop_due(now, |at, (id, slot)| cell(id, slot) == Some(at))?;
+        Some(key)
     }
 
-    /// Number of pending deadlines.
+    /// The cell of a popped entry is cleared.
+    pub(crate) fn fired(&mut self, cells: &mut Cells, slot: Slot) {
+        if cells[slot as usize].take().is_some() {
+            self.live = self.live.saturating_sub(1);
+        }
+    }
+
+    /// See [`DeadlineHeap::compact`].
+    pub(crate) fn compact(&mut self, cell: impl Fn(TxId, Slot) -> Option<Millis>) {
+        self.heap
+            .compact(self.live, |at, (id, slot)| cell(id, slot) == Some(at));
+    }
+
+    /// Number of pending deadlines (armed cells).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.set.len()
+        self.live
+    }
+
+    /// Entries in the heap, outdated ones included.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.heap.held()
     }
 }
 
@@ -197,22 +323,80 @@ mod tests {
         assert_eq!(zero.next_capped(Duration::ZERO), Duration::from_millis(1));
     }
 
+    /// The cells of two transactions, as the layer's tables hold them.
+    fn oracle<'a>(
+        a: (TxId, &'a Cells),
+        b: (TxId, &'a Cells),
+    ) -> impl Fn(TxId, Slot) -> Option<Millis> + 'a {
+        move |id, slot| {
+            let cells = if id == a.0 {
+                a.1
+            } else if id == b.0 {
+                b.1
+            } else {
+                return None;
+            };
+            cells[slot as usize]
+        }
+    }
+
     #[test]
-    fn rearming_replaces_the_old_entry() {
+    fn rearming_outdates_the_old_entry() {
         let mut d = Deadlines::default();
         let a = TxId::Server(ServerId(1));
         let b = TxId::Client(ClientId(2));
         let (mut ca, mut cb): (Cells, Cells) = ([None; 2], [None; 2]);
         d.arm(a, &mut ca, Slot::Timeout, Some(Millis(100)));
         d.arm(b, &mut cb, Slot::Retransmit, Some(Millis(50)));
-        assert_eq!(d.first(), Some(Millis(50)));
+        assert_eq!(d.first(oracle((a, &ca), (b, &cb))), Some(Millis(50)));
         d.arm(b, &mut cb, Slot::Retransmit, Some(Millis(150)));
-        assert_eq!(d.first(), Some(Millis(100)));
+        assert_eq!(d.first(oracle((a, &ca), (b, &cb))), Some(Millis(100)));
         assert_eq!(d.len(), 2);
-        assert_eq!(d.pop_due(Millis(99)), None);
-        assert_eq!(d.pop_due(Millis(100)), Some((a, Slot::Timeout)));
+        assert_eq!(d.pop_due(Millis(99), oracle((a, &ca), (b, &cb))), None);
+        assert_eq!(
+            d.pop_due(Millis(100), oracle((a, &ca), (b, &cb))),
+            Some((a, Slot::Timeout))
+        );
+        d.fired(&mut ca, Slot::Timeout);
         d.clear(b, &mut cb);
-        assert_eq!(d.first(), None);
         assert_eq!(cb, [None, None]);
+        assert_eq!(d.first(oracle((a, &ca), (b, &cb))), None);
+        assert_eq!((d.len(), d.held()), (0, 0));
+    }
+
+    #[test]
+    fn a_terminated_transaction_never_fires() {
+        let mut d = Deadlines::default();
+        let a = TxId::Server(ServerId(1));
+        let gone = TxId::Server(ServerId(9));
+        let (mut ca, mut cg): (Cells, Cells) = ([None; 2], [None; 2]);
+        d.arm(gone, &mut cg, Slot::Timeout, Some(Millis(10)));
+        d.arm(a, &mut ca, Slot::Timeout, Some(Millis(20)));
+        // Terminated: its cells cleared, and the table no longer knows it.
+        d.clear(gone, &mut cg);
+        let cells = oracle((a, &ca), (a, &ca));
+        assert_eq!(d.first(&cells), Some(Millis(20)));
+        assert_eq!(d.pop_due(Millis(30), &cells), Some((a, Slot::Timeout)));
+        assert_eq!(d.pop_due(Millis(30), &cells), None);
+    }
+
+    #[test]
+    fn outdated_entries_are_compacted_and_order_is_kept() {
+        let mut d = Deadlines::default();
+        let a = TxId::Client(ClientId(1));
+        let b = TxId::Client(ClientId(2));
+        let (mut ca, mut cb): (Cells, Cells) = ([None; 2], [None; 2]);
+        // Re-armed 5,000 times: one live deadline, thousands of outdated entries.
+        for i in 0..5_000u64 {
+            d.arm(a, &mut ca, Slot::Retransmit, Some(Millis(10_000 - i)));
+        }
+        d.arm(b, &mut cb, Slot::Timeout, Some(Millis(5_001)));
+        assert_eq!(d.len(), 2);
+        assert!(d.held() > 5_000);
+        d.compact(oracle((a, &ca), (b, &cb)));
+        assert_eq!(d.held(), 2);
+        assert_eq!(d.first(oracle((a, &ca), (b, &cb))), Some(Millis(5_001)));
+        let due = d.pop_due(Millis(6_000), oracle((a, &ca), (b, &cb)));
+        assert_eq!(due, Some((a, Slot::Retransmit)));
     }
 }
