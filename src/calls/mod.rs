@@ -58,8 +58,9 @@
 //!
 //! Per call: the Call-ID, tags, numbers and ids as `String`s and a few timestamps, never a
 //! message. Attempts go at their final response (answered ones 64·T1 later), dialogs at
-//! their end; every entry has exactly one deadline in an ordered set, so the next timer is
-//! found in O(log n) and nothing outlives its deadline.
+//! their end; every entry has exactly one deadline in a timer heap (outdated entries dropped
+//! lazily, `proxy::transaction::DeadlineHeap`), so the next timer is found without a scan
+//! and nothing outlives its deadline.
 
 mod attribute;
 mod dialogs;

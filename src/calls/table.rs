@@ -1,6 +1,7 @@
 //! The tracker's state: attempts and dialogs by id, an index by Call-ID (lookups borrow the
-//! message's bytes, nothing is allocated), and one deadline per entry in an ordered set so
-//! the next timer is found without scanning a million calls.
+//! message's bytes, nothing is allocated), and one deadline per entry in a timer heap
+//! (`DeadlineHeap`: the entry's own deadline is the truth, outdated heap entries are
+//! dropped when they surface) so the next timer is found without scanning a million calls.
 
 use crate::cdr::OpenCall;
 use crate::config::Side;
