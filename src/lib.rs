@@ -36,6 +36,16 @@ pub mod app;
 /// (branches, Call-IDs, addresses) cannot be aimed at one bucket without the seed.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Bytes as text: borrowed when they are UTF-8 (checked with `str::from_utf8`, which has a
+/// fast path for ASCII; the lossy decoder walks byte by byte), else decoded lossily. For
+/// message fields (Call-IDs, tags) and report bodies, which are all but always ASCII.
+pub(crate) fn text_of(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
 /// Runs file work that may block (an fsync, reading a large spool) from an async task
 /// without stalling the other tasks of a multi-threaded runtime (`block_in_place` hands
 /// this worker's queue to another thread); inline on any other runtime. Every fsync made

@@ -168,7 +168,7 @@ impl Table {
     /// The first entry of `call_id` that `pred` accepts.
     pub fn find(&self, call_id: &[u8], pred: impl Fn(&Entry) -> bool) -> Option<Id> {
         // As stored: the text of the Call-ID.
-        let call_id = super::tracker::text_of(call_id);
+        let call_id = crate::text_of(call_id);
         self.by_call
             .get(call_id.as_ref())?
             .iter()

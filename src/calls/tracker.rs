@@ -10,6 +10,7 @@ use crate::proxy::policy::{Policy, Verdict};
 use crate::proxy::transaction::{Event, Millis};
 use crate::sip::headers::CSeq;
 use crate::sip::{Message, Method};
+use crate::text_of;
 
 use super::table::{Attempt, Entry, Id, Table};
 use super::{Attribute, CdrSink, TrackerConfig, TrackerStats, WallClock};
@@ -59,15 +60,6 @@ fn has_branch(msg: &Message, branch: &str) -> bool {
         vs.iter()
             .any(|v| same(branch, v.branch().unwrap_or_default()))
     })
-}
-
-/// Text of a message field: lossless for the UTF-8 every real Call-ID and tag is, borrowed
-/// then (checked with `str::from_utf8`, cheaper than the lossy decoder), else lossy.
-pub(super) fn text_of(b: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(b) {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(b),
-    }
 }
 
 /// [`text_of`], owned: what the tracker stores.

@@ -211,6 +211,11 @@ impl<K: Ord + Copy> DeadlineHeap<K> {
     }
 }
 
+/// Whether a heap entry is still armed: its transaction's `slot` cell holds `at`.
+fn holds(cell: impl Fn(TxId, Slot) -> Option<Millis>) -> impl Fn(Millis, (TxId, Slot)) -> bool {
+    move |at, (id, slot)| cell(id, slot) == Some(at)
+}
+
 /// Every pending deadline of the layer: a [`DeadlineHeap`] of `(transaction, slot)` whose
 /// truth is the transactions' timer cells.
 #[derive(Debug, Default)]
@@ -248,9 +253,7 @@ impl Deadlines {
     /// The earliest deadline; `cell` gives the armed value of a transaction's cell (`None`
     /// for a transaction that is gone).
     pub(crate) fn first(&self, cell: impl Fn(TxId, Slot) -> Option<Millis>) -> Option<Millis> {
-        self.heap
-            .first(|at, (id, slot)| cell(id, slot) == Some(at))
-            .map(|(at, _)| at)
+        self.heap.first(holds(cell)).map(|(at, _)| at)
     }
 
     /// Removes and returns the earliest entry due at `now`. The caller must clear the
@@ -260,9 +263,7 @@ impl Deadlines {
         now: Millis,
         cell: impl Fn(TxId, Slot) -> Option<Millis>,
     ) -> Option<(TxId, Slot)> {
-        let (_, key) = self
-            .heap
-            .pop_due(now, |at, (id, slot)| cell(id, slot) == Some(at))?;
+        let (_, key) = self.heap.pop_due(now, holds(cell))?;
         Some(key)
     }
 
@@ -275,8 +276,7 @@ impl Deadlines {
 
     /// See [`DeadlineHeap::compact`].
     pub(crate) fn compact(&mut self, cell: impl Fn(TxId, Slot) -> Option<Millis>) {
-        self.heap
-            .compact(self.live, |at, (id, slot)| cell(id, slot) == Some(at));
+        self.heap.compact(self.live, holds(cell));
     }
 
     /// Number of pending deadlines (armed cells).

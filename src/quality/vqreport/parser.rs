@@ -24,12 +24,7 @@ pub(super) fn read(body: &[u8]) -> VqReport {
         }
         _ => (body, false),
     };
-    // The validating check first: it has a fast path for ASCII, which reports are; the lossy
-    // decoder walks byte by byte.
-    let text = match std::str::from_utf8(body) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(body),
-    };
+    let text = crate::text_of(body);
     p.lines(text.strip_prefix('\u{feff}').unwrap_or(&text));
     if over {
         p.report.truncated = true;
