@@ -350,19 +350,7 @@ async fn metrics_serve_exactly_the_catalogue() {
         ]
         .map(|d| (d, 0))
         .to_vec(),
-        end_reasons: [
-            EndReason::CallerBye,
-            EndReason::CalleeBye,
-            EndReason::SessionTimer,
-            EndReason::MaxDuration,
-            EndReason::NoAck,
-            EndReason::Recovered,
-            EndReason::Rejected,
-            EndReason::Cancelled,
-            EndReason::Timeout,
-        ]
-        .map(|e| (e, 0))
-        .to_vec(),
+        end_reasons: EndReason::ALL.map(|e| (e, 0)).to_vec(),
         ..CallMetrics::default()
     });
     admin::publish_cdr(&CdrMetrics {

@@ -480,14 +480,14 @@ async fn durations_are_accepted_once_and_shown() {
         let first = DurationBatch {
             value: vec![record("a", true), record("b", false), bad],
         };
-        let results = api.upload(&first).await.expect("upload");
+        let results = api.upload(&first.value).await.expect("upload");
         assert_eq!(statuses(&results), vec!["accepted", "accepted", "rejected"]);
         let reason = results.value[2].reason.as_deref().unwrap_or_default();
         assert!(reason.contains("durationMs"), "{reason}");
         let replay = DurationBatch {
             value: vec![record("a", true), record("d", true)],
         };
-        let results = api.upload(&replay).await.expect("replay");
+        let results = api.upload(&replay.value).await.expect("replay");
         assert_eq!(statuses(&results), vec!["duplicate", "accepted"]);
 
         let stored = emu.get("/emulator/call-durations").await;
@@ -525,7 +525,7 @@ async fn oversized_batches_are_refused_whole() {
         let batch = DurationBatch {
             value: vec![record("a", true), record("b", true), record("c", true)],
         };
-        match api.upload(&batch).await {
+        match api.upload(&batch.value).await {
             Err(ApiError::Status { status: 413, .. }) => {}
             other => panic!("expected Status 413, got {other:?}"),
         }
@@ -554,7 +554,7 @@ async fn call_records_reflect_accepted_durations() {
             value: ids.iter().map(|id| record(id, true)).collect(),
         };
         batch.value.push(record("r6", false));
-        api.upload(&batch).await.expect("upload");
+        api.upload(&batch.value).await.expect("upload");
         let from = humantime::parse_rfc3339("2024-05-01T00:00:00Z").expect("time");
         let to = humantime::parse_rfc3339("2024-05-02T00:00:00Z").expect("time");
         let mut records = Vec::new();

@@ -214,7 +214,7 @@ async fn bed(name: &str, records: &[CallRecord], discrepancies: Value) -> Bed {
     let batch = DurationBatch {
         value: records.iter().map(CallRecord::to_duration).collect(),
     };
-    let res = api.upload(&batch).await.expect("upload");
+    let res = api.upload(&batch.value).await.expect("upload");
     assert!(res.value.iter().all(|r| r.status == "accepted"), "{res:?}");
     let resp = reqwest::Client::new()
         .post(format!("{}/emulator/discrepancies", running.base_url()))

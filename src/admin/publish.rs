@@ -332,19 +332,7 @@ mod tests {
                 (Disposition::Failed, 0),
                 (Disposition::Cancelled, 0),
             ],
-            end_reasons: [
-                EndReason::CallerBye,
-                EndReason::CalleeBye,
-                EndReason::SessionTimer,
-                EndReason::MaxDuration,
-                EndReason::NoAck,
-                EndReason::Recovered,
-                EndReason::Rejected,
-                EndReason::Cancelled,
-                EndReason::Timeout,
-            ]
-            .map(|r| (r, n))
-            .to_vec(),
+            end_reasons: EndReason::ALL.map(|r| (r, n)).to_vec(),
             refused_spool_full: n,
             refused_max_calls: 0,
         });

@@ -3,17 +3,7 @@
 use crate::cdr::EndReason;
 
 /// Every end reason, in the order of [`TrackerStats::ended`]'s storage.
-const REASONS: [EndReason; 9] = [
-    EndReason::CallerBye,
-    EndReason::CalleeBye,
-    EndReason::SessionTimer,
-    EndReason::MaxDuration,
-    EndReason::NoAck,
-    EndReason::Recovered,
-    EndReason::Rejected,
-    EndReason::Cancelled,
-    EndReason::Timeout,
-];
+const REASONS: [EndReason; 9] = EndReason::ALL;
 
 fn slot(reason: EndReason) -> usize {
     REASONS.iter().position(|&r| r == reason).unwrap_or(0)

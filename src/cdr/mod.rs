@@ -5,6 +5,8 @@
 pub mod dead;
 pub mod export;
 pub mod gate;
+mod json;
+pub(crate) use json::duration_batch;
 pub mod record;
 pub mod spool;
 pub mod upload;

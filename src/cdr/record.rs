@@ -90,6 +90,19 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason.
+    pub const ALL: [EndReason; 9] = [
+        EndReason::CallerBye,
+        EndReason::CalleeBye,
+        EndReason::SessionTimer,
+        EndReason::MaxDuration,
+        EndReason::NoAck,
+        EndReason::Recovered,
+        EndReason::Rejected,
+        EndReason::Cancelled,
+        EndReason::Timeout,
+    ];
+
     /// The snake_case name used in records and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,6 +172,16 @@ pub enum SideName {
     Carrier,
 }
 
+impl SideName {
+    /// `microsoft` or `carrier`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SideName::Microsoft => "microsoft",
+            SideName::Carrier => "carrier",
+        }
+    }
+}
+
 impl From<Side> for SideName {
     fn from(s: Side) -> SideName {
         match s {
@@ -215,21 +238,33 @@ pub fn record_id(call_id: &[u8], from_tag: &[u8], to_tag: &[u8], cseq: u32) -> S
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// RFC 3339 UTC with milliseconds: `2026-11-26T22:05:00.123Z`.
+/// The last millisecond RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const RFC3339_MAX_MS: UtcMs = 253_402_300_799_999;
+
+/// RFC 3339 UTC with milliseconds: `2026-11-26T22:05:00.123Z`. A time past the year 9999
+/// (only a damaged clock or record has one) is written as the last millisecond of 9999,
+/// where the formatter would otherwise fail.
 pub fn rfc3339_ms(ms: UtcMs) -> String {
+    let ms = ms.min(RFC3339_MAX_MS);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 impl CallRecord {
     /// The record as the API's call-durations upload takes it.
     pub fn to_duration(&self) -> DurationRecord {
+        self.clone().into_duration()
+    }
+
+    /// [`to_duration`](Self::to_duration), taking the record's strings instead of copying
+    /// them (the uploader's way: it decoded the record for this).
+    pub fn into_duration(self) -> DurationRecord {
         DurationRecord {
-            id: self.id.clone(),
-            call_id: self.call_id.clone(),
+            id: self.id,
+            call_id: self.call_id,
             direction: self.direction.as_str().into(),
-            tenant_id: self.tenant_id.clone(),
-            caller_number: self.caller_number.clone(),
-            callee_number: self.callee_number.clone(),
+            tenant_id: self.tenant_id,
+            caller_number: self.caller_number,
+            callee_number: self.callee_number,
             start_date_time: rfc3339_ms(self.start_ms),
             answer_date_time: self.answer_ms.map(rfc3339_ms),
             end_date_time: rfc3339_ms(self.end_ms),
@@ -239,21 +274,29 @@ impl CallRecord {
         }
     }
 
-    /// The spool payload (JSON; see `docs/spool-format.md`).
+    /// The spool payload (JSON; see `docs/spool-format.md`), as serde would write it.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(384);
+        super::json::call_record(&mut out, self);
+        out
     }
 
-    /// Reads a spool payload.
+    /// Reads a spool payload: the form [`encode`](Self::encode) writes directly, any other
+    /// through serde (the two read the same payload alike).
     pub fn decode(bytes: &[u8]) -> Result<CallRecord, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        match super::json::read_call_record(bytes) {
+            Some(r) => Ok(r),
+            None => serde_json::from_slice(bytes),
+        }
     }
 }
 
 impl OpenCall {
-    /// The spool payload (JSON).
+    /// The spool payload (JSON), as serde would write it.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(448);
+        super::json::open_call(&mut out, self);
+        out
     }
 
     /// Reads a spool payload.
@@ -328,6 +371,13 @@ pub(crate) mod tests {
             session_expires_s: Some(1800),
         };
         assert_eq!(OpenCall::decode(&open.encode()).unwrap(), open);
+    }
+
+    #[test]
+    fn times_past_the_year_9999_are_written_as_its_last_millisecond() {
+        assert_eq!(rfc3339_ms(RFC3339_MAX_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::spool::{Entry, Spool};
 use super::{now_ms, CallRecord};
 use crate::admin::UploadErrorKind;
 use crate::config::CdrUpload;
-use crate::msapi::{ApiError, DurationBatch, DurationRecord, DurationResults, DurationsApi};
+use crate::msapi::{ApiError, DurationRecord, DurationResults, DurationsApi};
 use crate::numbers::sync::Backoff;
 
 /// The API's limit on records per request.
@@ -227,7 +227,7 @@ impl Uploader {
         let mut records = Vec::with_capacity(entries.len());
         for e in entries {
             match CallRecord::decode(&e.payload) {
-                Ok(r) => records.push(r.to_duration()),
+                Ok(r) => records.push(r.into_duration()),
                 Err(err) => {
                     let raw = String::from_utf8_lossy(&e.payload).into_owned();
                     self.dead_letter_raw(
@@ -268,10 +268,7 @@ impl Uploader {
 
     async fn send(&self, chunk: &[DurationRecord]) -> Result<DurationResults, ApiError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let batch = DurationBatch {
-            value: chunk.to_vec(),
-        };
-        let results = self.api.upload(&batch).await?;
+        let results = self.api.upload(chunk).await?;
         let matches = results.value.len() == chunk.len()
             && results.value.iter().zip(chunk).all(|(r, d)| r.id == d.id);
         if !matches {

@@ -23,7 +23,7 @@ use super::response::{clip, decode, read, success, transport, Raw};
 use super::token::TokenSource;
 use super::wire;
 use super::{
-    ApiError, BoxFuture, CallRecordsApi, CallRecordsPage, Cursor, DurationBatch, DurationResults,
+    ApiError, BoxFuture, CallRecordsApi, CallRecordsPage, Cursor, DurationRecord, DurationResults,
     DurationsApi, NumbersApi, NumbersPage,
 };
 use crate::config::Api;
@@ -131,11 +131,9 @@ impl HttpApi {
     /// result per record, in order, else it is a [`ApiError::Decode`].
     pub async fn upload_durations(
         &self,
-        batch: &DurationBatch,
+        records: &[DurationRecord],
     ) -> Result<DurationResults, ApiError> {
-        let body = Bytes::from(
-            serde_json::to_vec(batch).map_err(|e| ApiError::Decode(format!("batch: {e}")))?,
-        );
+        let body = Bytes::from(crate::cdr::duration_batch(records));
         let url = self.endpoint(wire::DURATIONS_PATH);
         let raw = self
             .send(|t| {
@@ -147,17 +145,13 @@ impl HttpApi {
             })
             .await?;
         let results: DurationResults = decode(&raw, "duration results")?;
-        let matches = results.value.len() == batch.value.len()
-            && results
-                .value
-                .iter()
-                .zip(&batch.value)
-                .all(|(r, b)| r.id == b.id);
+        let matches = results.value.len() == records.len()
+            && results.value.iter().zip(records).all(|(r, b)| r.id == b.id);
         if !matches {
             return Err(ApiError::Decode(format!(
                 "duration results: {} results for {} records, or out of order",
                 results.value.len(),
-                batch.value.len()
+                records.len()
             )));
         }
         Ok(results)
@@ -249,9 +243,9 @@ impl NumbersApi for HttpApi {
 impl DurationsApi for HttpApi {
     fn upload<'a>(
         &'a self,
-        batch: &'a DurationBatch,
+        records: &'a [DurationRecord],
     ) -> BoxFuture<'a, Result<DurationResults, ApiError>> {
-        Box::pin(self.upload_durations(batch))
+        Box::pin(self.upload_durations(records))
     }
 }
 

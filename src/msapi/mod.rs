@@ -221,10 +221,10 @@ pub struct DurationResults {
 
 /// The call-durations half of the contract.
 pub trait DurationsApi: Send + Sync {
-    /// Uploads a batch; per-record results.
+    /// Uploads a batch (the body is a [`DurationBatch`] of `records`); per-record results.
     fn upload<'a>(
         &'a self,
-        batch: &'a DurationBatch,
+        records: &'a [DurationRecord],
     ) -> BoxFuture<'a, Result<DurationResults, ApiError>>;
 }
 

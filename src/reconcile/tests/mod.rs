@@ -158,7 +158,7 @@ impl Emu {
         let batch = msapi::DurationBatch {
             value: records.iter().map(CallRecord::to_duration).collect(),
         };
-        let res = self.api.upload(&batch).await.expect("upload");
+        let res = self.api.upload(&batch.value).await.expect("upload");
         assert!(res.value.iter().all(|r| r.status == "accepted"), "{res:?}");
     }
 
