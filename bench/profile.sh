@@ -8,23 +8,41 @@
 #                                                 the syscalls per call
 #   bash bench/profile.sh record [RATE] [CALLS]   perf record, then bench/perf_activity.py:
 #                                                 the share of each activity, kernel and user
+#   bash bench/profile.sh callgrind [RATE] [CALLS]
+#                                 the whole gateway's instructions per call (user space:
+#                                 receive loops, proxy, call timing, spool, uploader,
+#                                 runtime), counted from the first call to the last; the
+#                                 instrument for changes too small for the CPU figures'
+#                                 noise. Defaults 50 calls/s and 1,500 calls (valgrind is
+#                                 slow); repeated runs differ by a few percent (timer ticks
+#                                 and upload batches follow the clock), so compare medians.
+#                                 Output: target/profile/callgrind.out (callgrind_annotate).
 #
 # RATE defaults to 1000 calls/s, CALLS to 10000 (bounded: SIPp stops after CALLS). Needs a
-# release build (OCEDGE_BIN, default target/release/ocedge), sipp, and perf for stat/record.
-# Runs from the repository root. Output files go to target/profile/.
+# release build (OCEDGE_BIN, default target/release/ocedge), sipp, perf for stat/record and
+# valgrind for callgrind. Runs from the repository root. Output files go to target/profile/.
 set -euo pipefail
 tag=profile
 mode=${1:-cpu}
-rate=${2:-1000}
-calls=${3:-10000}
+if [ "$mode" = callgrind ]; then
+    rate=${2:-50}
+    calls=${3:-1500}
+else
+    rate=${2:-1000}
+    calls=${3:-10000}
+fi
 OCEDGE_BIN=${OCEDGE_BIN:-target/release/ocedge}
 source bench/common.sh
-case $mode in cpu | stat | record) ;; *)
-    echo "$tag: mode is cpu, stat or record" >&2
+case $mode in cpu | stat | record | callgrind) ;; *)
+    echo "$tag: mode is cpu, stat, record or callgrind" >&2
     exit 2
     ;;
 esac
-if [ "$mode" != cpu ] && ! command -v perf >/dev/null; then
+if [ "$mode" = callgrind ] && ! command -v valgrind >/dev/null; then
+    echo "$tag: valgrind missing (apt-get install valgrind)" >&2
+    exit 2
+fi
+if [ "$mode" = stat ] || [ "$mode" = record ] && ! command -v perf >/dev/null; then
     echo "$tag: perf missing (apt-get install linux-perf)" >&2
     exit 2
 fi
@@ -34,7 +52,14 @@ mkdir -p "$out"
 export OCEDGE_API_SECRET=profile
 
 start_emulator "$out/emulator.log"
-"$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
+if [ "$mode" = callgrind ]; then
+    # Counting starts with the load (callgrind_control below), not at start-up.
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
+        "$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
+    wait_tries=600
+else
+    "$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
+fi
 gw=$!
 pids+=("$gw")
 sipp -sf "$shared/bench/uas_answer.xml" -i 127.0.0.1 -p 5070 -t u1 -nostdin -max_socket 200 >"$out/uas.log" 2>&1 &
@@ -55,6 +80,9 @@ stat)
         -- sleep $((seconds > 3 ? seconds - 2 : 1)) &
     probe=$!
     ;;
+callgrind)
+    callgrind_control -i on "$gw" >/dev/null 2>&1
+    ;;
 record)
     perf record -F 999 --call-graph dwarf,16384 -o "$out/perf.data" -p "$gw" \
         -- sleep $((seconds > 3 ? seconds - 2 : 1)) >/dev/null 2>&1 &
@@ -66,16 +94,26 @@ esac
     -trace_stat -stf stat.csv -fd 1 >/dev/null 2>&1) || true
 read -r u1 s1 < <(ticks)
 [ -n "$probe" ] && wait "$probe"
+if [ "$mode" = callgrind ]; then
+    # The last calls' records are uploaded within batch_wait (500 ms) of their end.
+    sleep 2
+    callgrind_control -i off "$gw" >/dev/null 2>&1
+    # A clean stop, so that callgrind writes its counts.
+    kill -INT "$gw"
+    wait "$gw" || true
+fi
 
-python3 - "$out/stat.csv" "$u0" "$s0" "$u1" "$s1" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$mode" "$out/stat.csv" "$u0" "$s0" "$u1" "$s1" "$(getconf CLK_TCK)" <<'PY'
 import csv, sys
-path, u0, s0, u1, s1, hz = sys.argv[1], *map(int, sys.argv[2:])
+mode, path, (u0, s0, u1, s1, hz) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 rows = list(csv.reader(open(path), delimiter=';'))
 r = dict(zip(rows[0], rows[-1]))
 ok = int(r['SuccessfulCall(C)'])
 print(f"calls ok {ok} failed {r['FailedCall(C)']} retransmissions {r['Retransmissions(C)']}")
-us = lambda t: t * 1e6 / hz / max(ok, 1)
-print(f"gateway CPU per call: {us(u1 - u0 + s1 - s0):.0f} us (user {us(u1 - u0):.0f}, system {us(s1 - s0):.0f})")
+open(path + '.ok', 'w').write(str(ok))
+if mode != 'callgrind':  # under valgrind the CPU time is valgrind's
+    us = lambda t: t * 1e6 / hz / max(ok, 1)
+    print(f"gateway CPU per call: {us(u1 - u0 + s1 - s0):.0f} us (user {us(u1 - u0):.0f}, system {us(s1 - s0):.0f})")
 PY
 case $mode in
 stat)
@@ -90,6 +128,38 @@ for line in open(sys.argv[1]):
         unit = ' us' if m.group(2) == 'task-clock' else ''
         v = v * 1000 if unit else v
         print(f"{m.group(2):40s} {v / calls:8.2f}{unit} per call")
+PY
+    ;;
+callgrind)
+    callgrind_annotate --inclusive=yes "$out/callgrind.out" 2>/dev/null >"$out/inclusive.txt"
+    python3 - "$out/inclusive.txt" "$(cat "$out/stat.csv.ok")" <<'PY'
+import re, sys
+calls = max(int(sys.argv[2]), 1)
+lines = open(sys.argv[1]).read().splitlines()
+cost = lambda l: int(l.split()[0].replace(',', ''))
+total = next(cost(l) for l in lines if 'PROGRAM TOTALS' in l)
+print(f"gateway instructions per call: {total / calls / 1000:.1f}k")
+# Inclusive, the largest entry of each (a function inlined into several places has more).
+parts = [
+    ('receive loops (parse, proxy, sends)', r'Shard as ocedge::transport::Sink>::deliver'),
+    ('  the proxy core with its policies', r'ocedge::proxy::core::Proxy::handle( \[|$)'),
+    ('  call timing', r'CallTracker<P> as ocedge::proxy::policy::Policy>::on_'),
+    ('  spool appends', r'ocedge::cdr::spool::engine::Spool::append \['),
+    ('CDR uploader', r'src/cdr/upload.rs:<tokio_util'),
+    ('runtime parking', r'worker::Context::park_internal \['),
+]
+for label, pat in parts:
+    found = [cost(l) for l in lines if re.search(pat, l) and re.match(r'\s*[\d,]+ ', l)]
+    if label == '  call timing':
+        # on_request and on_response: the largest of each.
+        by = {}
+        for l in lines:
+            m = re.search(pat + r'(request|response)', l)
+            if m and re.match(r'\s*[\d,]+ ', l):
+                by[m.group(1)] = max(by.get(m.group(1), 0), cost(l))
+        found = [sum(by.values())] if by else []
+    if found:
+        print(f"  {label:40s} {max(found) / calls / 1000:7.1f}k  {100 * max(found) / total:5.1f}%")
 PY
     ;;
 record)

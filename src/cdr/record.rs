@@ -7,8 +7,6 @@
 //! [`record_id`]) so a replay or a recovery after a crash gives the same id, and the API
 //! never counts one call twice.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::Side;
@@ -246,7 +244,45 @@ const RFC3339_MAX_MS: UtcMs = 253_402_300_799_999;
 /// where the formatter would otherwise fail.
 pub fn rfc3339_ms(ms: UtcMs) -> String {
     let ms = ms.min(RFC3339_MAX_MS);
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    let (secs, milli) = (ms / 1000, ms % 1000);
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    let mut put = |mut v: u64, width: usize, after: char| {
+        let mut digits = [b'0'; 4];
+        for slot in digits.iter_mut().take(width).rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        digits
+            .iter()
+            .take(width)
+            .for_each(|&d| out.push(char::from(d)));
+        out.push(after);
+    };
+    put(year, 4, '-');
+    put(month, 2, '-');
+    put(day, 2, 'T');
+    put(day_secs / 3600, 2, ':');
+    put(day_secs / 60 % 60, 2, ':');
+    put(day_secs % 60, 2, '.');
+    put(milli, 3, 'Z');
+    out
+}
+
+/// Year, month (1–12) and day (1–31) of a day count since 1970-01-01 in the proleptic
+/// Gregorian calendar (H. Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 impl CallRecord {
@@ -307,6 +343,8 @@ impl OpenCall {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     pub(crate) fn sample() -> CallRecord {
@@ -371,6 +409,33 @@ pub(crate) mod tests {
             session_expires_s: Some(1800),
         };
         assert_eq!(OpenCall::decode(&open.encode()).unwrap(), open);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_are_written_as_humantime_writes_them(ms in 0..=RFC3339_MAX_MS) {
+            let theirs =
+                humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms));
+            proptest::prop_assert_eq!(rfc3339_ms(ms), theirs.to_string());
+        }
+    }
+
+    #[test]
+    fn leap_days_and_year_ends_are_written_right() {
+        for (ms, text) in [
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (4_107_542_399_999, "2100-02-28T23:59:59.999Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+            (1_798_761_599_999, "2026-12-31T23:59:59.999Z"),
+            (1_798_761_600_000, "2027-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(rfc3339_ms(ms), text);
+            assert_eq!(
+                humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
+                    .to_string(),
+                text
+            );
+        }
     }
 
     #[test]
