@@ -239,9 +239,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The last millisecond RFC 3339 can write: 9999-12-31T23:59:59.999Z.
 const RFC3339_MAX_MS: UtcMs = 253_402_300_799_999;
 
-/// RFC 3339 UTC with milliseconds: `2026-11-26T22:05:00.123Z`. A time past the year 9999
-/// (only a damaged clock or record has one) is written as the last millisecond of 9999,
-/// where the formatter would otherwise fail.
+/// RFC 3339 UTC with milliseconds: `2026-11-26T22:05:00.123Z`. RFC 3339 years have four
+/// digits, so a time past the year 9999 (only a damaged clock or record has one) is written
+/// as the last millisecond of 9999.
 pub fn rfc3339_ms(ms: UtcMs) -> String {
     let ms = ms.min(RFC3339_MAX_MS);
     let (secs, milli) = (ms / 1000, ms % 1000);
