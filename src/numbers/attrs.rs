@@ -257,6 +257,7 @@ impl Profile {
 
     /// Appends `number`'s SIP URI (empty when the entry had none) to `out`.
     pub fn write_sip_uri(&self, number: &E164, out: &mut String) {
+        out.reserve(self.sip_uri_len(number));
         out.push_str(&self.prefix);
         match self.form {
             UriForm::Literal => {}
@@ -264,6 +265,16 @@ impl Profile {
             UriForm::Digits => out.push_str(number.digits()),
         }
         out.push_str(&self.suffix);
+    }
+
+    /// The length of what [`write_sip_uri`](Self::write_sip_uri) writes for `number`.
+    fn sip_uri_len(&self, number: &E164) -> usize {
+        let middle = match self.form {
+            UriForm::Literal => 0,
+            UriForm::Plus => number.as_str().len(),
+            UriForm::Digits => number.digits().len(),
+        };
+        self.prefix.len() + middle + self.suffix.len()
     }
 
     /// A profile of these parts.
@@ -395,6 +406,8 @@ mod tests {
             let mut out = String::new();
             p.write_sip_uri(&n, &mut out);
             assert_eq!(out, uri);
+            // Written in one allocation of exactly its size.
+            assert_eq!(p.sip_uri_len(&n), uri.len());
             assert_eq!(p.has_sip_uri(), !uri.is_empty());
             assert_eq!(p.tenant().as_str(), T);
             assert_eq!(p.usage(), "CallingUserAssignment");

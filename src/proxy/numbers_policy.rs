@@ -93,35 +93,8 @@ impl NumberPolicy {
         let Some(user) = uri.user else {
             return false;
         };
-        let user = user.split(|&b| b == b';').next().unwrap_or(user);
-        let global = user.first() == Some(&b'+');
-        let user = user.strip_prefix(b"+").unwrap_or(user);
-        // Only a dialled number is an emergency call: digits and visual separators, nothing
-        // else (`sip:room911@…` is not 911).
-        if !user
-            .iter()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'(' | b')'))
-        {
-            return false;
-        }
-        let digits: String = user
-            .iter()
-            .filter(|b| b.is_ascii_digit())
-            .map(|&b| char::from(b))
-            .collect();
-        if digits.is_empty() {
-            return false;
-        }
         let cc = self.cfg.default_country_code.as_deref().unwrap_or("");
-        self.cfg.emergency.iter().any(|e| {
-            let after_any_cc = global
-                && digits
-                    .strip_suffix(e.as_str())
-                    .is_some_and(|cc| (1..=3).contains(&cc.len()));
-            digits == *e
-                || (!cc.is_empty() && digits.strip_prefix(cc) == Some(e.as_str()))
-                || after_any_cc
-        })
+        dials_emergency(user, &self.cfg.emergency, cc)
     }
 
     fn reject(&self, status: u16, reason: &str) -> Verdict {
@@ -151,9 +124,7 @@ impl NumberPolicy {
                     && !uri.is_empty()
                     && Uri::parse(uri.as_bytes()).is_ok()
                 {
-                    Ok(Verdict::AllowRewrite {
-                        request_uri: uri.to_owned(),
-                    })
+                    Ok(Verdict::AllowRewrite { request_uri: uri })
                 } else {
                     Ok(Verdict::Allow)
                 }
@@ -315,6 +286,53 @@ impl Policy for NumberPolicy {
     fn observe(&mut self, _event: &Event) {}
 }
 
+/// The matching of [`NumberPolicy::is_emergency`] on a URI's user part.
+fn dials_emergency(user: &[u8], emergency: &[String], cc: &str) -> bool {
+    let Some((global, number)) = dialled(user) else {
+        return false;
+    };
+    // An ordinary number is longer than any match can be: decided without collecting it.
+    let digits = number.iter().filter(|b| b.is_ascii_digit()).count();
+    digits <= longest_match(emergency, cc) && emergency_match(global, number, emergency, cc)
+}
+
+/// A dialled number: digits and visual separators, nothing else (`sip:room911@…` is not
+/// 911), URI-user parameters cut off; whether it was in global form (`+`), and the rest.
+fn dialled(user: &[u8]) -> Option<(bool, &[u8])> {
+    let user = user.split(|&b| b == b';').next().unwrap_or(user);
+    let global = user.first() == Some(&b'+');
+    let user = user.strip_prefix(b"+").unwrap_or(user);
+    user.iter()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'(' | b')'))
+        .then_some((global, user))
+}
+
+/// The most digits a number matched by [`emergency_match`] can have: an emergency number
+/// after the country code or after up to three digits.
+fn longest_match(emergency: &[String], cc: &str) -> usize {
+    emergency.iter().map(String::len).max().unwrap_or(0) + cc.len().max(3)
+}
+
+/// The digits of `number` are one of `emergency`, or one after the default country code
+/// `cc`, or (in global form) one after any one to three digits.
+fn emergency_match(global: bool, number: &[u8], emergency: &[String], cc: &str) -> bool {
+    let digits: String = number
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|&b| char::from(b))
+        .collect();
+    !digits.is_empty()
+        && emergency.iter().any(|e| {
+            let after_any_cc = global
+                && digits
+                    .strip_suffix(e.as_str())
+                    .is_some_and(|cc| (1..=3).contains(&cc.len()));
+            digits == *e
+                || (!cc.is_empty() && digits.strip_prefix(cc) == Some(e.as_str()))
+                || after_any_cc
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +401,31 @@ mod tests {
         let v = check(&mut p, Side::Carrier, "+14255550199", "+12065550100");
         assert!(matches!(v, Verdict::Reject { status: 404, .. }), "{v:?}");
         assert_eq!((p.stats.unassigned_called, p.stats.unenforced), (1, 0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_length_bound_changes_no_answer(
+            random in "[+]?[0-9().;-]{0,14}",
+            emergency in proptest::collection::vec("[0-9]{1,4}", 1..4),
+            cc in "[0-9]{0,4}",
+            (plus, prefix, pick) in (proptest::bool::ANY, "[0-9]{0,5}", 0..4usize),
+            built in proptest::bool::ANY,
+        ) {
+            // Half the cases are built to be near a match: an emergency number after a
+            // few digits (or the country code), in global form or not.
+            let user = if built {
+                let e = &emergency[pick % emergency.len()];
+                let prefix = if pick == 3 { cc.clone() } else { prefix };
+                format!("{}{prefix}{e}", if plus { "+" } else { "" })
+            } else {
+                random
+            };
+            // The answer is the unbounded match's: whatever matches is within the bound.
+            let unbounded = dialled(user.as_bytes())
+                .is_some_and(|(global, number)| emergency_match(global, number, &emergency, &cc));
+            proptest::prop_assert_eq!(dials_emergency(user.as_bytes(), &emergency, &cc), unbounded);
+        }
     }
 
     #[test]
