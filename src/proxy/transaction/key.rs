@@ -27,26 +27,19 @@ const SERVER_3261: u8 = 1;
 const SERVER_2543: u8 = 2;
 const CLIENT: u8 = 3;
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn new(kind: u8) -> Writer {
-        let mut v = Vec::with_capacity(96);
-        v.push(kind);
-        Writer(v)
-    }
-
-    fn field(mut self, bytes: &[u8]) -> Writer {
+/// The key of `kind` over `fields`, written into one allocation of its exact size (so that
+/// the boxed slice takes it over without a reallocation).
+fn key(kind: u8, fields: &[&[u8]]) -> Key {
+    let size = 1 + fields.iter().map(|f| 4 + f.len()).sum::<usize>();
+    let mut v = Vec::with_capacity(size);
+    v.push(kind);
+    for f in fields {
         // Messages are far below 4 GiB (sip::Limits), so the length always fits.
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(bytes);
-        self
+        let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(f);
     }
-
-    fn finish(self) -> Key {
-        Key(self.0.into_boxed_slice())
-    }
+    Key(v.into_boxed_slice())
 }
 
 /// The raw text of the top Via value (the first item of the first Via line).
@@ -65,8 +58,11 @@ pub(crate) fn server_key(msg: &Message, as_method: Option<&[u8]>) -> Result<Key,
             .ok_or(HeaderError::Missing("request line"))?,
     };
     let via = msg.top_via()?;
-    if via.is_rfc3261_branch() {
-        let branch = via.branch().unwrap_or(&[]);
+    // `Via::is_rfc3261_branch`, without looking the branch up twice.
+    let branch = via
+        .branch()
+        .filter(|b| b.len() > 7 && b.starts_with(b"z9hG4bK"));
+    if let Some(branch) = branch {
         // An address as a marker byte and its octets (no host name starts with a control
         // byte), so the same address written two ways is one key and nothing is formatted.
         let (mut ip, lower);
@@ -88,28 +84,27 @@ pub(crate) fn server_key(msg: &Message, as_method: Option<&[u8]>) -> Result<Key,
             Host::None => &[],
         };
         let port = via.port.map(u16::to_be_bytes);
-        return Ok(Writer::new(SERVER_3261)
-            .field(branch)
-            .field(host)
-            .field(port.as_ref().map_or(&[][..], |p| &p[..]))
-            .field(method)
-            .finish());
+        let port = port.as_ref().map_or(&[][..], |p| &p[..]);
+        return Ok(key(SERVER_3261, &[branch, host, port, method]));
     }
     let from = msg.from_hdr()?;
     let cseq = msg.cseq()?;
-    Ok(Writer::new(SERVER_2543)
-        .field(msg.request_uri_bytes().unwrap_or(&[]))
-        .field(from.tag().unwrap_or(&[]))
-        .field(msg.call_id()?)
-        .field(&cseq.seq.to_be_bytes())
-        .field(top_via_raw(msg).unwrap_or(&[]))
-        .field(method)
-        .finish())
+    Ok(key(
+        SERVER_2543,
+        &[
+            msg.request_uri_bytes().unwrap_or(&[]),
+            from.tag().unwrap_or(&[]),
+            msg.call_id()?,
+            &cseq.seq.to_be_bytes(),
+            top_via_raw(msg).unwrap_or(&[]),
+            method,
+        ],
+    ))
 }
 
 /// The client transaction key: our branch and the CSeq method.
 pub(crate) fn client_key(branch: &[u8], method: &[u8]) -> Key {
-    Writer::new(CLIENT).field(branch).field(method).finish()
+    key(CLIENT, &[branch, method])
 }
 
 /// The client key a response belongs to; `None` when its top Via has no branch.
