@@ -139,27 +139,22 @@ lines = open(sys.argv[1]).read().splitlines()
 cost = lambda l: int(l.split()[0].replace(',', ''))
 total = next(cost(l) for l in lines if 'PROGRAM TOTALS' in l)
 print(f"gateway instructions per call: {total / calls / 1000:.1f}k")
-# Inclusive, the largest entry of each (a function inlined into several places has more).
+# Inclusive: per function the largest entry (one inlined into several places has more),
+# summed over the functions of a part.
+tracker = r'CallTracker<P> as ocedge::proxy::policy::Policy>::on_'
 parts = [
-    ('receive loops (parse, proxy, sends)', r'Shard as ocedge::transport::Sink>::deliver'),
-    ('  the proxy core with its policies', r'ocedge::proxy::core::Proxy::handle( \[|$)'),
-    ('  call timing', r'CallTracker<P> as ocedge::proxy::policy::Policy>::on_'),
-    ('  spool appends', r'ocedge::cdr::spool::engine::Spool::append \['),
-    ('CDR uploader', r'src/cdr/upload.rs:<tokio_util'),
-    ('runtime parking', r'worker::Context::park_internal \['),
+    ('receive loops (parse, proxy, sends)', [r'Shard as ocedge::transport::Sink>::deliver']),
+    ('  the proxy core with its policies', [r'ocedge::proxy::core::Proxy::handle( \[|$)']),
+    ('  call timing', [tracker + 'request', tracker + 'response']),
+    ('  spool appends', [r'ocedge::cdr::spool::engine::Spool::append \[']),
+    ('CDR uploader', [r'src/cdr/upload.rs:<tokio_util']),
+    ('runtime parking', [r'worker::Context::park_internal \[']),
 ]
-for label, pat in parts:
-    found = [cost(l) for l in lines if re.search(pat, l) and re.match(r'\s*[\d,]+ ', l)]
-    if label == '  call timing':
-        # on_request and on_response: the largest of each.
-        by = {}
-        for l in lines:
-            m = re.search(pat + r'(request|response)', l)
-            if m and re.match(r'\s*[\d,]+ ', l):
-                by[m.group(1)] = max(by.get(m.group(1), 0), cost(l))
-        found = [sum(by.values())] if by else []
-    if found:
-        print(f"  {label:40s} {max(found) / calls / 1000:7.1f}k  {100 * max(found) / total:5.1f}%")
+counted = [l for l in lines if re.match(r'\s*[\d,]+ ', l)]
+for label, pats in parts:
+    found = [max((cost(l) for l in counted if re.search(p, l)), default=0) for p in pats]
+    if any(found):
+        print(f"  {label:40s} {sum(found) / calls / 1000:7.1f}k  {100 * sum(found) / total:5.1f}%")
 PY
     ;;
 record)

@@ -2,11 +2,12 @@
 
 use crate::cdr::EndReason;
 
-/// Every end reason, in the order of [`TrackerStats::ended`]'s storage.
-const REASONS: [EndReason; 9] = EndReason::ALL;
-
+/// Where `reason`'s count is kept: its place in [`EndReason::ALL`].
 fn slot(reason: EndReason) -> usize {
-    REASONS.iter().position(|&r| r == reason).unwrap_or(0)
+    EndReason::ALL
+        .iter()
+        .position(|&r| r == reason)
+        .unwrap_or(0)
 }
 
 /// What the tracker holds and has done since start.
@@ -30,7 +31,7 @@ pub struct TrackerStats {
     pub refused_too_many: u64,
     /// Answered calls whose journal entry the sink refused (tracked in memory only).
     pub open_failed: u64,
-    ended: [u64; REASONS.len()],
+    ended: [u64; EndReason::ALL.len()],
 }
 
 impl TrackerStats {
@@ -41,7 +42,10 @@ impl TrackerStats {
 
     /// Every end reason with its count, for metrics.
     pub fn ended_by_reason(&self) -> impl Iterator<Item = (EndReason, u64)> + '_ {
-        REASONS.iter().copied().zip(self.ended.iter().copied())
+        EndReason::ALL
+            .iter()
+            .copied()
+            .zip(self.ended.iter().copied())
     }
 
     /// Counts a record closed with `reason`.

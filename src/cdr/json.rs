@@ -26,8 +26,9 @@ impl<'a> Obj<'a> {
         Obj { out, first: true }
     }
 
-    /// Writes `"key":` (keys are plain ASCII names, never escaped).
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    /// Writes `"key":` (keys are plain ASCII names, never escaped) and gives the writer
+    /// back, for a value written by someone else.
+    pub(crate) fn key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.first {
             self.out.push(b',');
         }
@@ -53,11 +54,6 @@ impl<'a> Obj<'a> {
             Some(v) => self.u64(key, v),
             None => self.key(key).extend_from_slice(b"null"),
         }
-    }
-
-    /// The writer, after `"key":`, for a value written by someone else.
-    pub(crate) fn raw(&mut self, key: &str) -> &mut Vec<u8> {
-        self.key(key)
     }
 
     pub(crate) fn end(self) {
@@ -128,7 +124,7 @@ pub(crate) fn call_record(out: &mut Vec<u8>, r: &CallRecord) {
 /// The spool payload of an answered call that is up (the serde form of [`OpenCall`]).
 pub(crate) fn open_call(out: &mut Vec<u8>, c: &OpenCall) {
     let mut o = Obj::new(out);
-    call_record(o.raw("record"), &c.record);
+    call_record(o.key("record"), &c.record);
     o.str("fromTag", &c.from_tag);
     o.str("toTag", &c.to_tag);
     o.opt_u64("sessionExpiresS", c.session_expires_s.map(u64::from));
@@ -139,7 +135,7 @@ pub(crate) fn open_call(out: &mut Vec<u8>, c: &OpenCall) {
 pub(crate) fn duration_batch(records: &[DurationRecord]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + records.len() * 400);
     let mut o = Obj::new(&mut out);
-    let list = o.raw("value");
+    let list = o.key("value");
     list.push(b'[');
     for (i, r) in records.iter().enumerate() {
         if i > 0 {
@@ -181,11 +177,11 @@ pub(crate) fn read_call_record(b: &[u8]) -> Option<CallRecord> {
     r.lit(b"{")?;
     let id = r.str_field("id")?;
     let call_id = r.str_field("callId")?;
-    let direction = match r.str_field("direction")? {
-        "inbound" => Direction::Inbound,
-        "outbound" => Direction::Outbound,
-        _ => return None,
-    };
+    let direction = named(
+        [Direction::Inbound, Direction::Outbound],
+        r.str_field("direction")?,
+        Direction::as_str,
+    )?;
     let tenant_id = r.str_field("tenantId")?;
     let caller_number = r.str_field("callerNumber")?;
     let callee_number = r.str_field("calleeNumber")?;
@@ -200,21 +196,23 @@ pub(crate) fn read_call_record(b: &[u8]) -> Option<CallRecord> {
     };
     let end_ms = r.u64_field("endMs")?;
     let duration_ms = r.u64_field("durationMs")?;
-    let disposition = match r.str_field("disposition")? {
-        "answered" => Disposition::Answered,
-        "failed" => Disposition::Failed,
-        "cancelled" => Disposition::Cancelled,
-        _ => return None,
-    };
+    let disposition = named(
+        [
+            Disposition::Answered,
+            Disposition::Failed,
+            Disposition::Cancelled,
+        ],
+        r.str_field("disposition")?,
+        Disposition::as_str,
+    )?;
     let final_status = u16::try_from(r.u64_field("finalStatus")?).ok()?;
-    let reason = r.str_field("endReason")?;
-    let end_reason = EndReason::ALL.into_iter().find(|e| e.as_str() == reason)?;
+    let end_reason = named(EndReason::ALL, r.str_field("endReason")?, EndReason::as_str)?;
     let sbc = r.str_field("sbc")?;
-    let side = match r.str_field("side")? {
-        "microsoft" => SideName::Microsoft,
-        "carrier" => SideName::Carrier,
-        _ => return None,
-    };
+    let side = named(
+        [SideName::Microsoft, SideName::Carrier],
+        r.str_field("side")?,
+        SideName::as_str,
+    )?;
     r.lit(b"}")?;
     if r.i != b.len() {
         return None;
@@ -237,6 +235,15 @@ pub(crate) fn read_call_record(b: &[u8]) -> Option<CallRecord> {
         sbc: sbc.into(),
         side,
     })
+}
+
+/// The value of `all` whose name (`as_str`, the writer's) is `name`.
+fn named<T: Copy, const N: usize>(
+    all: [T; N],
+    name: &str,
+    as_str: fn(T) -> &'static str,
+) -> Option<T> {
+    all.into_iter().find(|&v| as_str(v) == name)
 }
 
 /// The cursor of [`read_call_record`]: every method is `None` where the canonical form
@@ -285,13 +292,10 @@ impl<'a> Reader<'a> {
         let rest = self.b.get(self.i..)?;
         let len = rest.iter().take_while(|c| c.is_ascii_digit()).count();
         let digits = rest.get(..len)?;
-        if len == 0 || (len > 1 && digits.first() == Some(&b'0')) {
+        if len > 1 && digits.first() == Some(&b'0') {
             return None;
         }
-        let mut v: u64 = 0;
-        for d in digits {
-            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
+        let v = crate::sip::lex::parse_decimal(digits, u64::MAX)?;
         self.i += len;
         Some(v)
     }
