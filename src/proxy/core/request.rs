@@ -105,7 +105,7 @@ impl Proxy {
         self.pending.insert(
             sid,
             Pending {
-                request: Some(msg.clone()),
+                request: Some(std::sync::Arc::new(msg.clone())),
                 source,
                 listener,
                 cancelled: false,

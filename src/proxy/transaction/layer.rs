@@ -149,6 +149,13 @@ impl TransactionLayer {
         self.servers.get(&id).map(|s| s.state)
     }
 
+    /// Whether a live server transaction holds a response to re-send (tests: what a
+    /// lingering transaction keeps).
+    #[cfg(test)]
+    pub(crate) fn server_holds_response(&self, id: ServerId) -> Option<bool> {
+        self.servers.get(&id).map(|s| s.holds_response())
+    }
+
     /// The state of a live client transaction.
     pub fn client_state(&self, id: ClientId) -> Option<ClientState> {
         self.clients.get(&id).map(|c| c.state)

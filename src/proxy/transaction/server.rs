@@ -124,6 +124,11 @@ impl Server {
         TxId::Server(self.id)
     }
 
+    #[cfg(test)]
+    pub(crate) fn holds_response(&self) -> bool {
+        self.last.is_some()
+    }
+
     pub(crate) fn is_invite(&self) -> bool {
         self.method == Method::Invite
     }
@@ -146,7 +151,9 @@ impl Server {
     pub(crate) fn on_ack(&mut self, now: Millis, fx: &mut Effects) -> AckResult {
         match self.state {
             ServerState::Completed => {
+                // Confirmed absorbs retransmitted INVITEs and ACKs: the final is not re-sent.
                 self.state = ServerState::Confirmed;
+                self.last = None;
                 fx.arm(self.tx(), &mut self.cells, Slot::Retransmit, None);
                 if self.reliable() {
                     return AckResult::Absorbed(Step::Terminate);
@@ -188,9 +195,18 @@ impl Server {
                 let l = now + fx.timers.t64();
                 fx.arm(tx, &mut self.cells, Slot::Timeout, Some(l));
                 fx.event(tx, now, TxEvent::Final(status));
+                // Accepted absorbs retransmitted INVITEs without answering (RFC 6026 §8.5),
+                // so nothing is kept for the 32 s of Timer L: not this 2xx (the largest
+                // message of a call), nor the last provisional.
+                self.last = None;
+                fx.send(self.peer, bytes);
+                return Ok(Step::Continue);
             }
             // A further 2xx (another fork, or the UAS retransmitting) passes through.
-            200..=299 if self.state == ServerState::Accepted => {}
+            200..=299 if self.state == ServerState::Accepted => {
+                fx.send(self.peer, bytes);
+                return Ok(Step::Continue);
+            }
             _ if pending => {
                 self.state = ServerState::Completed;
                 fx.event(tx, now, TxEvent::Final(status));

@@ -61,6 +61,7 @@ fn non_2xx_final_is_retransmitted_by_timer_g_until_the_ack() {
     let id = new_id(h.on_request(&inv, ms(Transport::Udp)));
     h.respond(id, &inv, 486);
     assert_eq!(h.layer.server_state(id), Some(ServerState::Completed));
+    assert_eq!(h.layer.server_holds_response(id), Some(true));
     h.advance_to(12_000);
     // G: T1, then doubling capped at T2 = 4 s.
     let times: Vec<u64> = h.sends_since(1).iter().map(|s| s.0).collect();
@@ -78,6 +79,8 @@ fn non_2xx_final_is_retransmitted_by_timer_g_until_the_ack() {
         RequestOutcome::AckAbsorbed(id)
     );
     assert_eq!(h.layer.server_state(id), Some(ServerState::Confirmed));
+    // Confirmed never re-sends the final: it is not kept for Timer I's 5 s.
+    assert_eq!(h.layer.server_holds_response(id), Some(false));
     assert_eq!(
         h.on_request(&ack, ms(Transport::Udp)),
         RequestOutcome::AckAbsorbed(id)
@@ -134,8 +137,13 @@ fn a_2xx_moves_the_invite_to_accepted_rfc6026() {
     let mut h = Harness::new();
     let inv = incoming("INVITE", 1);
     let id = new_id(h.on_request(&inv, ms(Transport::Udp)));
+    h.respond(id, &inv, 180);
+    assert_eq!(h.layer.server_holds_response(id), Some(true));
     h.respond(id, &inv, 200);
     assert_eq!(h.layer.server_state(id), Some(ServerState::Accepted));
+    // Neither the 2xx nor the 180 before it is kept for Timer L's 32 s: Accepted never
+    // re-sends a response of its own.
+    assert_eq!(h.layer.server_holds_response(id), Some(false));
     h.advance_to(1_000);
     // INVITE retransmissions are absorbed without a response; no 2xx retransmission of
     // our own; a 2xx from the UAS (or another fork) passes through.
@@ -145,6 +153,7 @@ fn a_2xx_moves_the_invite_to_accepted_rfc6026() {
     );
     h.respond(id, &inv, 200);
     assert_eq!(h.sends_since(1), vec![(1_000, "200".into())]);
+    assert_eq!(h.layer.server_holds_response(id), Some(false));
     // The ACK for the 2xx has its own branch: no transaction, forwarded end to end.
     let ack = request("ACK", &[ms_via(99)], 1, Some("edge1"));
     assert_eq!(
