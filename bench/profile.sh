@@ -17,6 +17,11 @@
 #                                 slow); repeated runs differ by a few percent (timer ticks
 #                                 and upload batches follow the clock), so compare medians.
 #                                 Output: target/profile/callgrind.out (callgrind_annotate).
+#   bash bench/profile.sh massif [RATE] [CALLS]
+#                                 the gateway's heap under valgrind's massif (defaults as
+#                                 for callgrind): its peak. Transactions linger 32 s, so
+#                                 in a shorter run the peak is near the end.
+#                                 Output: target/profile/massif.out (ms_print).
 #
 # RATE defaults to 1000 calls/s, CALLS to 10000 (bounded: SIPp stops after CALLS). Needs a
 # release build (OCEDGE_BIN, default target/release/ocedge), sipp, perf for stat/record and
@@ -24,7 +29,7 @@
 set -euo pipefail
 tag=profile
 mode=${1:-cpu}
-if [ "$mode" = callgrind ]; then
+if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
     rate=${2:-50}
     calls=${3:-1500}
 else
@@ -33,12 +38,12 @@ else
 fi
 OCEDGE_BIN=${OCEDGE_BIN:-target/release/ocedge}
 source bench/common.sh
-case $mode in cpu | stat | record | callgrind) ;; *)
-    echo "$tag: mode is cpu, stat, record or callgrind" >&2
+case $mode in cpu | stat | record | callgrind | massif) ;; *)
+    echo "$tag: mode is cpu, stat, record, callgrind or massif" >&2
     exit 2
     ;;
 esac
-if [ "$mode" = callgrind ] && ! command -v valgrind >/dev/null; then
+if { [ "$mode" = callgrind ] || [ "$mode" = massif ]; } && ! command -v valgrind >/dev/null; then
     echo "$tag: valgrind missing (apt-get install valgrind)" >&2
     exit 2
 fi
@@ -55,6 +60,10 @@ start_emulator "$out/emulator.log"
 if [ "$mode" = callgrind ]; then
     # Counting starts with the load (callgrind_control below), not at start-up.
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
+        "$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
+    wait_tries=600
+elif [ "$mode" = massif ]; then
+    valgrind --tool=massif --massif-out-file="$out/massif.out" \
         "$bin" run --config bench/crash.toml >"$out/gateway.log" 2>&1 &
     wait_tries=600
 else
@@ -94,10 +103,10 @@ esac
     -trace_stat -stf stat.csv -fd 1 >/dev/null 2>&1) || true
 read -r u1 s1 < <(ticks)
 [ -n "$probe" ] && wait "$probe"
-if [ "$mode" = callgrind ]; then
+if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
     # The last calls' records are uploaded within batch_wait (500 ms) of their end.
     sleep 2
-    callgrind_control -i off "$gw" >/dev/null 2>&1
+    [ "$mode" = callgrind ] && callgrind_control -i off "$gw" >/dev/null 2>&1
     # A clean stop, so that callgrind writes its counts.
     kill -INT "$gw"
     wait "$gw" || true
@@ -111,7 +120,7 @@ r = dict(zip(rows[0], rows[-1]))
 ok = int(r['SuccessfulCall(C)'])
 print(f"calls ok {ok} failed {r['FailedCall(C)']} retransmissions {r['Retransmissions(C)']}")
 open(path + '.ok', 'w').write(str(ok))
-if mode != 'callgrind':  # under valgrind the CPU time is valgrind's
+if mode not in ('callgrind', 'massif'):  # under valgrind the CPU time is valgrind's
     us = lambda t: t * 1e6 / hz / max(ok, 1)
     print(f"gateway CPU per call: {us(u1 - u0 + s1 - s0):.0f} us (user {us(u1 - u0):.0f}, system {us(s1 - s0):.0f})")
 PY
@@ -155,6 +164,15 @@ for label, pats in parts:
     found = [max((cost(l) for l in counted if re.search(p, l)), default=0) for p in pats]
     if any(found):
         print(f"  {label:40s} {sum(found) / calls / 1000:7.1f}k  {100 * sum(found) / total:5.1f}%")
+PY
+    ;;
+massif)
+    python3 - "$out/massif.out" "$(cat "$out/stat.csv.ok")" <<'PY'
+import re, sys
+calls = max(int(sys.argv[2]), 1)
+text = open(sys.argv[1]).read()
+heap = [int(m) for m in re.findall(r'mem_heap_B=(\d+)', text)]
+print(f"gateway heap: peak {max(heap, default=0) / 1e6:.2f} MB over {calls} calls")
 PY
     ;;
 record)
