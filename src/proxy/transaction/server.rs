@@ -195,7 +195,7 @@ impl Server {
                 let l = now + fx.timers.t64();
                 fx.arm(tx, &mut self.cells, Slot::Timeout, Some(l));
                 fx.event(tx, now, TxEvent::Final(status));
-                // Accepted absorbs retransmitted INVITEs without answering (RFC 6026 §8.5),
+                // Accepted absorbs retransmitted INVITEs without answering (RFC 6026),
                 // so nothing is kept for the 32 s of Timer L: not this 2xx (the largest
                 // message of a call), nor the last provisional.
                 self.last = None;
