@@ -3,7 +3,8 @@
 # emulator runs as its own process, so only the gateway is measured). Not a test: a tool for
 # the performance notes in docs/performance.md.
 #
-#   bash bench/profile.sh cpu    [RATE] [CALLS]   CPU per call from /proc (user and system)
+#   bash bench/profile.sh cpu    [RATE] [CALLS]   CPU per call from /proc (user and system),
+#                                                 and the peak resident memory
 #   bash bench/profile.sh stat   [RATE] [CALLS]   perf stat: context switches, page faults and
 #                                                 the syscalls per call
 #   bash bench/profile.sh record [RATE] [CALLS]   perf record, then bench/perf_activity.py:
@@ -102,6 +103,7 @@ esac
     -i 127.0.0.1 -t u1 -r "$rate" -m "$calls" -d 0 -l $((rate * 10)) -max_socket 200 -nostdin \
     -trace_stat -stf stat.csv -fd 1 >/dev/null 2>&1) || true
 read -r u1 s1 < <(ticks)
+hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$gw/status")
 [ -n "$probe" ] && wait "$probe"
 if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
     # The last calls' records are uploaded within batch_wait (500 ms) of their end.
@@ -112,9 +114,9 @@ if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
     wait "$gw" || true
 fi
 
-python3 - "$mode" "$out/stat.csv" "$u0" "$s0" "$u1" "$s1" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$mode" "$out/stat.csv" "$u0" "$s0" "$u1" "$s1" "$(getconf CLK_TCK)" "${hwm_kb:-0}" <<'PY'
 import csv, sys
-mode, path, (u0, s0, u1, s1, hz) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
+mode, path, (u0, s0, u1, s1, hz, hwm) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 rows = list(csv.reader(open(path), delimiter=';'))
 r = dict(zip(rows[0], rows[-1]))
 ok = int(r['SuccessfulCall(C)'])
@@ -123,6 +125,8 @@ open(path + '.ok', 'w').write(str(ok))
 if mode not in ('callgrind', 'massif'):  # under valgrind the CPU time is valgrind's
     us = lambda t: t * 1e6 / hz / max(ok, 1)
     print(f"gateway CPU per call: {us(u1 - u0 + s1 - s0):.0f} us (user {us(u1 - u0):.0f}, system {us(s1 - s0):.0f})")
+    # Transactions linger 32 s: a run longer than that shows the steady state.
+    print(f"gateway peak resident memory: {hwm / 1024:.0f} MB")
 PY
 case $mode in
 stat)
