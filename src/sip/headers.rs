@@ -142,11 +142,20 @@ impl<'a> Via<'a> {
         self.param("maddr").flatten()
     }
 
+    /// The branch, when it is an RFC 3261 one ([`rfc3261_branch`]).
+    pub fn rfc3261_branch(&self) -> Option<&'a [u8]> {
+        self.branch().and_then(rfc3261_branch)
+    }
+
     /// True when the branch carries the RFC 3261 magic cookie (and more than the cookie).
     pub fn is_rfc3261_branch(&self) -> bool {
-        self.branch()
-            .is_some_and(|b| b.len() > 7 && b.get(..7) == Some(b"z9hG4bK"))
+        self.rfc3261_branch().is_some()
     }
+}
+
+/// `branch` when it carries the RFC 3261 magic cookie `z9hG4bK` and more than the cookie.
+pub fn rfc3261_branch(branch: &[u8]) -> Option<&[u8]> {
+    (branch.len() > 7 && branch.starts_with(b"z9hG4bK")).then_some(branch)
 }
 
 /// A name-addr or addr-spec with header parameters: From, To, Contact, Route,

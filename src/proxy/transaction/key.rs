@@ -58,11 +58,7 @@ pub(crate) fn server_key(msg: &Message, as_method: Option<&[u8]>) -> Result<Key,
             .ok_or(HeaderError::Missing("request line"))?,
     };
     let via = msg.top_via()?;
-    // `Via::is_rfc3261_branch`, without looking the branch up twice.
-    let branch = via
-        .branch()
-        .filter(|b| b.len() > 7 && b.starts_with(b"z9hG4bK"));
-    if let Some(branch) = branch {
+    if let Some(branch) = via.rfc3261_branch() {
         // An address as a marker byte and its octets (no host name starts with a control
         // byte), so the same address written two ways is one key and nothing is formatted.
         let (mut ip, lower);

@@ -15,11 +15,7 @@ use crate::sip::{Message, Method};
 /// `branch` when it is an RFC 3261 one (magic cookie and more), the only kind a client
 /// transaction is keyed by.
 fn rfc3261_branch(branch: &[u8]) -> Result<&[u8], TxError> {
-    if branch.len() > 7 && branch.starts_with(b"z9hG4bK") {
-        Ok(branch)
-    } else {
-        Err(TxError::BadBranch)
-    }
+    crate::sip::headers::rfc3261_branch(branch).ok_or(TxError::BadBranch)
 }
 
 impl TransactionLayer {

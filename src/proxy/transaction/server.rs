@@ -195,18 +195,9 @@ impl Server {
                 let l = now + fx.timers.t64();
                 fx.arm(tx, &mut self.cells, Slot::Timeout, Some(l));
                 fx.event(tx, now, TxEvent::Final(status));
-                // Accepted absorbs retransmitted INVITEs without answering (RFC 6026),
-                // so nothing is kept for the 32 s of Timer L: not this 2xx (the largest
-                // message of a call), nor the last provisional.
-                self.last = None;
-                fx.send(self.peer, bytes);
-                return Ok(Step::Continue);
             }
             // A further 2xx (another fork, or the UAS retransmitting) passes through.
-            200..=299 if self.state == ServerState::Accepted => {
-                fx.send(self.peer, bytes);
-                return Ok(Step::Continue);
-            }
+            200..=299 if self.state == ServerState::Accepted => {}
             _ if pending => {
                 self.state = ServerState::Completed;
                 fx.event(tx, now, TxEvent::Final(status));
@@ -237,8 +228,16 @@ impl Server {
                 })
             }
         }
-        fx.send(self.peer, bytes.clone());
-        self.last = Some(bytes);
+        if self.state == ServerState::Accepted {
+            // Accepted absorbs retransmitted INVITEs without answering (RFC 6026), so
+            // nothing is kept for the 32 s of Timer L: not a 2xx (the largest message of a
+            // call), nor the last provisional.
+            self.last = None;
+            fx.send(self.peer, bytes);
+        } else {
+            fx.send(self.peer, bytes.clone());
+            self.last = Some(bytes);
+        }
         Ok(Step::Continue)
     }
 
