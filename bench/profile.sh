@@ -30,7 +30,8 @@
 set -euo pipefail
 tag=profile
 mode=${1:-cpu}
-if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
+case $mode in callgrind | massif) under_valgrind=1 ;; *) under_valgrind= ;; esac
+if [ -n "$under_valgrind" ]; then
     rate=${2:-50}
     calls=${3:-1500}
 else
@@ -44,7 +45,7 @@ case $mode in cpu | stat | record | callgrind | massif) ;; *)
     exit 2
     ;;
 esac
-if { [ "$mode" = callgrind ] || [ "$mode" = massif ]; } && ! command -v valgrind >/dev/null; then
+if [ -n "$under_valgrind" ] && ! command -v valgrind >/dev/null; then
     echo "$tag: valgrind missing (apt-get install valgrind)" >&2
     exit 2
 fi
@@ -105,11 +106,11 @@ esac
 read -r u1 s1 < <(ticks)
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$gw/status")
 [ -n "$probe" ] && wait "$probe"
-if [ "$mode" = callgrind ] || [ "$mode" = massif ]; then
+if [ -n "$under_valgrind" ]; then
     # The last calls' records are uploaded within batch_wait (500 ms) of their end.
     sleep 2
     [ "$mode" = callgrind ] && callgrind_control -i off "$gw" >/dev/null 2>&1
-    # A clean stop, so that callgrind writes its counts.
+    # A clean stop, so that valgrind writes its output.
     kill -INT "$gw"
     wait "$gw" || true
 fi
